@@ -6,7 +6,8 @@
  * or with a negative errno and an error message. When the connection is lost,
  * the running and every queued job fail with -ECONNRESET and the connection
  * is re-established in the background with backoff; agg_db_ready() tells
- * whether it is up.
+ * whether it is up. A statement the server refuses fails its job with
+ * -EINVAL when the data was at fault (SQLSTATE class 22 or 23), else -EIO.
  */
 #ifndef AGG_DB_H
 #define AGG_DB_H
@@ -26,6 +27,14 @@ typedef void (*agg_db_cb)(struct agg_db *db, int status, PGresult *res, const ch
 /* agg_db_new creates a connection object for dsn on loop and starts
  * connecting. dsn is copied. Returns NULL on allocation failure. */
 struct agg_db *agg_db_new(uv_loop_t *loop, const char *dsn, const char *name);
+
+/* agg_db_set_setup sets SQL (copied; several statements allowed) run on
+ * every new connection before any job, e.g. to create temp tables. */
+int agg_db_set_setup(struct agg_db *db, const char *sql);
+
+/* agg_db_last_error returns the last connection error ("" when none);
+ * borrowed, valid until the next call into db. */
+const char *agg_db_last_error(const struct agg_db *db);
 
 /* agg_db_ready tells whether the connection is up (jobs may still queue when
  * it is not: they fail with -ECONNRESET if it cannot be made). */

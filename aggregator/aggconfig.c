@@ -1,0 +1,204 @@
+/* aggconfig.c: spikehound-aggregator's configuration. */
+#include "aggconfig.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "timeutil.h"
+
+static int set_str(char **dst, const char *v)
+{
+	char *s = strdup(v);
+
+	if (!s)
+		return -ENOMEM;
+	free(*dst);
+	*dst = s;
+	return 0;
+}
+
+static int parse_int(const char *v, long lo, long hi, long *out)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || end == v || *end || n < lo || n > hi)
+		return -EINVAL;
+	*out = n;
+	return 0;
+}
+
+static int parse_size(const char *v, uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t mult;
+	} units[] = { { "", 1 },	   { "B", 1 },		{ "KiB", 1024 }, { "K", 1024 },
+		      { "MiB", 1 << 20 }, { "M", 1 << 20 },	{ "GiB", 1 << 30 }, { "G", 1 << 30 } };
+	char *end;
+	double n;
+
+	errno = 0;
+	n = strtod(v, &end);
+	if (errno || end == v || n < 0)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
+			*out = (uint64_t)(n * (double)units[i].mult);
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int agg_config_defaults(struct agg_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->writers = 2;
+	c->retention_days = 14;
+	c->stats_interval_ns = 60 * SH_NS_PER_SEC;
+	c->max_request_bytes = 8 << 20;
+	if (set_str(&c->listen, "tcp://127.0.0.1:7470") || set_str(&c->http, "http://127.0.0.1:7471") ||
+	    set_str(&c->data_dir, "/var/lib/spikehound/aggregator") || set_str(&c->db, "") ||
+	    set_str(&c->pg_bindir, "") || set_str(&c->log_level, "info")) {
+		agg_config_free(c);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int agg_config_set(struct agg_config *c, const char *key, const char *value, char *err,
+		   size_t errlen)
+{
+	long n;
+	int64_t ns;
+
+	if (strcmp(key, "listen") == 0)
+		return set_str(&c->listen, value);
+	if (strcmp(key, "http") == 0)
+		return set_str(&c->http, value);
+	if (strcmp(key, "data_dir") == 0 || strcmp(key, "data-dir") == 0)
+		return set_str(&c->data_dir, value);
+	if (strcmp(key, "db") == 0)
+		return set_str(&c->db, value);
+	if (strcmp(key, "pg_bindir") == 0 || strcmp(key, "pg-bindir") == 0)
+		return set_str(&c->pg_bindir, value);
+	if (strcmp(key, "log_level") == 0 || strcmp(key, "log-level") == 0) {
+		if (strcmp(value, "error") && strcmp(value, "warn") && strcmp(value, "info") &&
+		    strcmp(value, "debug")) {
+			snprintf(err, errlen, "log_level must be error, warn, info or debug, not \"%s\"",
+				 value);
+			return -EINVAL;
+		}
+		return set_str(&c->log_level, value);
+	}
+	if (strcmp(key, "writers") == 0) {
+		if (parse_int(value, 1, 16, &n)) {
+			snprintf(err, errlen, "writers must be a number from 1 to 16, not \"%s\"", value);
+			return -EINVAL;
+		}
+		c->writers = (int)n;
+		return 0;
+	}
+	if (strcmp(key, "retention_days") == 0 || strcmp(key, "retention-days") == 0) {
+		if (parse_int(value, 2, 3650, &n)) {
+			snprintf(err, errlen, "retention_days must be a number from 2 to 3650, not \"%s\"",
+				 value);
+			return -EINVAL;
+		}
+		c->retention_days = (int)n;
+		return 0;
+	}
+	if (strcmp(key, "stats_interval") == 0 || strcmp(key, "stats-interval") == 0) {
+		if (sh_parse_duration(value, &ns) || ns < SH_NS_PER_SEC) {
+			snprintf(err, errlen, "stats_interval must be a duration of at least 1s, not \"%s\"",
+				 value);
+			return -EINVAL;
+		}
+		c->stats_interval_ns = ns;
+		return 0;
+	}
+	if (strcmp(key, "max_request_bytes") == 0 || strcmp(key, "max-request-bytes") == 0) {
+		uint64_t sz;
+
+		if (parse_size(value, &sz) || sz < 4096 || sz > (1ULL << 30)) {
+			snprintf(err, errlen,
+				 "max_request_bytes must be a size from 4KiB to 1GiB, not \"%s\"", value);
+			return -EINVAL;
+		}
+		c->max_request_bytes = sz;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown setting \"%s\"", key);
+	return -EINVAL;
+}
+
+struct load_ctx {
+	struct agg_config *c;
+	char *err;
+	size_t errlen;
+	const char *path;
+	int failed;
+	char msg[256];
+};
+
+/* ini_cb handles one setting; inih reports the line of the first one
+ * that returns 0, and the message is kept in x->msg until then. */
+static int ini_cb(void *user, const char *section, const char *name, const char *value)
+{
+	struct load_ctx *x = user;
+
+	if (x->failed)
+		return 1;
+	if (strcmp(section, "aggregator") != 0) {
+		snprintf(x->msg, sizeof(x->msg), "unknown section [%s] (expected [aggregator])",
+			 section);
+		x->failed = -EINVAL;
+		return 0;
+	}
+	if (agg_config_set(x->c, name, value, x->msg, sizeof(x->msg)) != 0) {
+		x->failed = -EINVAL;
+		return 0;
+	}
+	return 1;
+}
+
+int agg_config_load(struct agg_config *c, const char *path, char *err, size_t errlen)
+{
+	struct load_ctx x = { c, err, errlen, path, 0, "" };
+	FILE *f = fopen(path, "r");
+	int rv;
+
+	if (!f) {
+		rv = -errno;
+		snprintf(err, errlen, "could not open \"%s\": %s", path, strerror(errno));
+		return rv;
+	}
+	rv = ini_parse_file(f, ini_cb, &x);
+	fclose(f);
+	if (x.failed) {
+		snprintf(err, errlen, "%s:%d: %s", path, rv, x.msg);
+		return x.failed;
+	}
+	if (rv > 0) {
+		snprintf(err, errlen, "%s:%d: syntax error", path, rv);
+		return -EINVAL;
+	}
+	return rv < 0 ? -EIO : 0;
+}
+
+void agg_config_free(struct agg_config *c)
+{
+	free(c->listen);
+	free(c->http);
+	free(c->data_dir);
+	free(c->db);
+	free(c->pg_bindir);
+	free(c->log_level);
+	memset(c, 0, sizeof(*c));
+}

@@ -1,0 +1,38 @@
+/* aggconfig.h: spikehound-aggregator's configuration: defaults, an INI
+ * file ([aggregator] section) and command-line flags sharing one setter. */
+#ifndef AGG_CONFIG_H
+#define AGG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* struct agg_config holds every setting; strings are owned (malloc'd). */
+struct agg_config {
+	char *listen;       /* data plane, agents dial it: tcp://127.0.0.1:7470 */
+	char *http;         /* query API: http://127.0.0.1:7471 */
+	char *data_dir;     /* /var/lib/spikehound/aggregator */
+	char *db;           /* PostgreSQL DSN; empty: embedded cluster in data_dir */
+	char *pg_bindir;    /* PostgreSQL binaries for the embedded cluster; "" auto */
+	char *log_level;    /* error|warn|info|debug */
+	int writers;        /* ingest database connections */
+	int retention_days; /* partitions older than this are dropped */
+	int64_t stats_interval_ns;
+	uint64_t max_request_bytes;
+};
+
+/* agg_config_defaults fills c with the defaults. Returns 0 or -ENOMEM. */
+int agg_config_defaults(struct agg_config *c);
+
+/* agg_config_set sets key to value (the same keys for the file and for
+ * --key flags). Returns 0, or -EINVAL with a message in err. */
+int agg_config_set(struct agg_config *c, const char *key, const char *value, char *err,
+		   size_t errlen);
+
+/* agg_config_load reads an INI file's [aggregator] section. Returns 0, or
+ * a negative errno with "file:line: message" in err. */
+int agg_config_load(struct agg_config *c, const char *path, char *err, size_t errlen);
+
+/* agg_config_free frees c's strings. */
+void agg_config_free(struct agg_config *c);
+
+#endif
