@@ -27,7 +27,7 @@
 #define HOST "0badc0de0badc0de0badc0de0badc0de"
 #define BOOT "8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
 
-static char dsn[1024], logpath[256], dir[256], url[64], http_url[64];
+static char dsn[1024], logpath[512], dir[256], url[64], http_url[64];
 static pid_t agg = -1;
 static nng_socket sock;
 
