@@ -121,14 +121,15 @@ void agg_copybuf_f64(struct agg_copybuf *b, double v)
 
 int agg_format_ts(int64_t ns, char *out, size_t len)
 {
-	int64_t secs = ns / 1000000000LL, us = (ns % 1000000000LL) / 1000;
+	int64_t secs = ns / 1000000000LL, rem = ns % 1000000000LL, us;
 	time_t t;
 	struct tm tm;
 
-	if (us < 0) {
-		us += 1000000;
+	if (rem < 0) {
+		rem += 1000000000LL;
 		secs -= 1;
 	}
+	us = rem / 1000;
 	t = (time_t)secs;
 	gmtime_r(&t, &tm);
 	return snprintf(out, len, "%04d-%02d-%02d %02d:%02d:%02d.%06d+00", tm.tm_year + 1900,
@@ -198,6 +199,41 @@ void agg_copybuf_elem_ts(struct agg_copybuf *b, int64_t ns)
 	n = agg_format_ts(ns, tmp + 1, sizeof(tmp) - 2);
 	tmp[n + 1] = '"';
 	agg_copybuf_raw(b, tmp, (size_t)n + 2);
+}
+
+void agg_copybuf_elem_str(struct agg_copybuf *b, const char *s)
+{
+	elem_sep(b);
+	if (!reserve(b, strlen(s) * 4 + 2))
+		return;
+	b->data[b->len++] = '"';
+	for (const char *p = s; *p; p++) {
+		switch (*p) {
+		case '"': /* array escape \" whose backslash COPY doubles */
+			memcpy(b->data + b->len, "\\\\\"", 3);
+			b->len += 3;
+			break;
+		case '\\': /* array \\ -> COPY \\\\ */
+			memcpy(b->data + b->len, "\\\\\\\\", 4);
+			b->len += 4;
+			break;
+		case '\t':
+			memcpy(b->data + b->len, "\\t", 2);
+			b->len += 2;
+			break;
+		case '\n':
+			memcpy(b->data + b->len, "\\n", 2);
+			b->len += 2;
+			break;
+		case '\r':
+			memcpy(b->data + b->len, "\\r", 2);
+			b->len += 2;
+			break;
+		default:
+			b->data[b->len++] = *p;
+		}
+	}
+	b->data[b->len++] = '"';
 }
 
 void agg_copybuf_array_end(struct agg_copybuf *b)

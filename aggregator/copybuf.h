@@ -51,6 +51,9 @@ void agg_copybuf_array_begin(struct agg_copybuf *b);
 void agg_copybuf_elem_i64(struct agg_copybuf *b, int64_t v);
 void agg_copybuf_elem_f64(struct agg_copybuf *b, double v);
 void agg_copybuf_elem_ts(struct agg_copybuf *b, int64_t ns);
+/* agg_copybuf_elem_str writes a double-quoted text element, escaped for
+ * both the array literal and COPY. */
+void agg_copybuf_elem_str(struct agg_copybuf *b, const char *s);
 void agg_copybuf_array_end(struct agg_copybuf *b);
 
 /* agg_format_ts writes ns as "2026-11-22 03:57:15.123456+00" into out (at

@@ -23,7 +23,8 @@
 #include "log.h"
 #include "timeutil.h"
 
-#define NSTEPS 5
+#define NSTEPS 6
+#define MAX_KNOWN_STACKS 1000000
 #define HELLO_REFRESH_NS (30 * SH_NS_PER_SEC)
 #define MAX_REASONS 48
 #define LAT_BUCKETS 40
@@ -43,7 +44,9 @@ static const char setup_sql[] =
 	"CREATE TEMP TABLE IF NOT EXISTS st_proc (host_id uuid, boot_id uuid, seq bigint,"
 	" what char(1), pid int, start_time timestamptz, ppid int, uid int, comm text, exe text,"
 	" cmdline text, cgroup text, exit_time timestamptz) ON COMMIT DELETE ROWS;"
-	"CREATE TEMP TABLE IF NOT EXISTS st_event (LIKE spike_events) ON COMMIT DELETE ROWS;";
+	"CREATE TEMP TABLE IF NOT EXISTS st_event (LIKE spike_events) ON COMMIT DELETE ROWS;"
+	"CREATE TEMP TABLE IF NOT EXISTS st_stack (stack_id bigint, folded text)"
+	" ON COMMIT DELETE ROWS;";
 
 /* Everything after the COPYs: dedupe on the per-boot high-water mark, move
  * new rows into the real tables, advance the marks, commit. */
@@ -72,6 +75,8 @@ static const char final_sql[] =
 	" USING (host_id, boot_id) ORDER BY b.host_id, b.boot_id FOR UPDATE OF b;"
 	"INSERT INTO st_new SELECT m.host_id, m.boot_id, m.seq FROM st_msg m"
 	" JOIN boots b USING (host_id, boot_id) WHERE m.seq > b.last_seq;"
+	"INSERT INTO stacks (stack_id, folded) SELECT DISTINCT ON (stack_id) stack_id, folded"
+	" FROM st_stack ORDER BY stack_id ON CONFLICT DO NOTHING;"
 	"INSERT INTO summaries SELECT s.* FROM st_summary s JOIN st_new n"
 	" USING (host_id, boot_id, seq);"
 	"INSERT INTO spike_events SELECT e.* FROM st_event e JOIN st_new n"
@@ -151,6 +156,8 @@ struct pending {
 
 struct batch {
 	struct agg_ingest *ing;
+	int64_t *stack_ids; /* staged into st_stack: known once committed */
+	size_t n_stack_ids, cap_stack_ids;
 	struct pending **reqs;
 	size_t n, cap;
 	size_t n_msgs, n_accepted;
@@ -167,6 +174,11 @@ struct hello_seen {
 	uint64_t hash;
 	int64_t written_ns;
 	double skew_ms;
+	UT_hash_handle hh;
+};
+
+struct known_stack {
+	int64_t id;
 	UT_hash_handle hh;
 };
 
@@ -187,6 +199,8 @@ struct agg_ingest {
 	struct batch *filling;
 	struct batch *solo_head, *solo_tail; /* restaged single requests, first */
 	struct hello_seen *seen;
+	struct known_stack *known; /* stack ids the database has */
+	size_t n_known;
 	char copy_sql[NSTEPS][2048];
 	/* stopping */
 	bool stopping;
@@ -279,6 +293,7 @@ static void batch_free(struct batch *b)
 	for (size_t i = 0; i < b->n; i++)
 		pending_free(b->reqs[i]);
 	free(b->reqs);
+	free(b->stack_ids);
 	for (int i = 0; i < NSTEPS; i++)
 		agg_copybuf_fini(&b->buf[i]);
 	free(b);
@@ -385,6 +400,34 @@ static void remember_hellos(struct agg_ingest *ing, struct batch *b, int64_t now
 
 static void restage_alone(struct agg_ingest *ing, struct pending *p);
 
+static void forget_stacks(struct agg_ingest *ing)
+{
+	struct known_stack *k, *tmp;
+
+	HASH_ITER(hh, ing->known, k, tmp)
+	{
+		HASH_DEL(ing->known, k);
+		free(k);
+	}
+	ing->n_known = 0;
+}
+
+static void remember_stacks(struct agg_ingest *ing, struct batch *b)
+{
+	if (ing->n_known + b->n_stack_ids > MAX_KNOWN_STACKS)
+		forget_stacks(ing); /* bounded memory: relearn from new batches */
+	for (size_t i = 0; i < b->n_stack_ids; i++) {
+		struct known_stack *k;
+
+		HASH_FIND(hh, ing->known, &b->stack_ids[i], sizeof(int64_t), k);
+		if (k || !(k = malloc(sizeof(*k))))
+			continue;
+		k->id = b->stack_ids[i];
+		HASH_ADD(hh, ing->known, id, sizeof(int64_t), k);
+		ing->n_known++;
+	}
+}
+
 static void batch_done_cb(struct agg_db *db, int status, PGresult *res, const char *errmsg,
 			  void *arg)
 {
@@ -397,6 +440,7 @@ static void batch_done_cb(struct agg_db *db, int status, PGresult *res, const ch
 	if (status == 0) {
 		ing->stored += b->n_accepted;
 		remember_hellos(ing, b, now);
+		remember_stacks(ing, b);
 		for (size_t i = 0; i < b->n; i++)
 			reply_pending(ing, b->reqs[i], 0, NULL);
 	} else if (status == -EINVAL && !b->solo) {
@@ -637,6 +681,67 @@ static json_t *health_json(const Spikehound__AgentHealth *h)
 			 "agent_rss_kb", (json_int_t)h->agent_rss_kb);
 }
 
+/* stack_id is the dictionary key of a folded stack. */
+static int64_t stack_id(const char *folded)
+{
+	return (int64_t)fnv1a(folded, strlen(folded), 1469598103934665603ULL);
+}
+
+/* stage_stacks writes the summary's stack and per-process arrays, and
+ * stages dictionary rows for stacks the database may not have. */
+static void stage_stacks(struct batch *b, const Spikehound__Summary *s)
+{
+	struct agg_ingest *ing = b->ing;
+	struct agg_copybuf *c = &b->buf[2], *d = &b->buf[5];
+	uint64_t total = 0;
+
+	agg_copybuf_array_begin(c);
+	for (size_t i = 0; i < s->n_stacks; i++) {
+		int64_t id = stack_id(s->stacks[i]->stack);
+		struct known_stack *k;
+
+		agg_copybuf_elem_i64(c, id);
+		HASH_FIND(hh, ing->known, &id, sizeof(id), k);
+		if (k)
+			continue;
+		if (b->n_stack_ids == b->cap_stack_ids) {
+			size_t cap = b->cap_stack_ids ? b->cap_stack_ids * 2 : 256;
+			int64_t *n = realloc(b->stack_ids, cap * sizeof(*n));
+
+			if (!n) {
+				d->oom = true;
+				continue;
+			}
+			b->stack_ids = n;
+			b->cap_stack_ids = cap;
+		}
+		b->stack_ids[b->n_stack_ids++] = id;
+		agg_copybuf_i64(d, id);
+		agg_copybuf_str(d, s->stacks[i]->stack);
+		agg_copybuf_end_row(d);
+	}
+	agg_copybuf_array_end(c);
+	agg_copybuf_array_begin(c);
+	for (size_t i = 0; i < s->n_stacks; i++)
+		agg_copybuf_elem_i64(c, s->stacks[i]->count);
+	agg_copybuf_array_end(c);
+	agg_copybuf_array_begin(c);
+	for (size_t i = 0; i < s->n_proc_samples; i++)
+		agg_copybuf_elem_i64(c, s->proc_samples[i]->pid);
+	agg_copybuf_array_end(c);
+	agg_copybuf_array_begin(c);
+	for (size_t i = 0; i < s->n_proc_samples; i++)
+		agg_copybuf_elem_str(c, s->proc_samples[i]->comm ? s->proc_samples[i]->comm : "");
+	agg_copybuf_array_end(c);
+	agg_copybuf_array_begin(c);
+	for (size_t i = 0; i < s->n_proc_samples; i++) {
+		agg_copybuf_elem_i64(c, s->proc_samples[i]->samples);
+		total += s->proc_samples[i]->samples;
+	}
+	agg_copybuf_array_end(c);
+	agg_copybuf_i64(c, (int64_t)(s->health && s->health->samples ? s->health->samples : total));
+}
+
 static void stage_summary(struct batch *b, const Spikehound__AgentMessage *m)
 {
 	const Spikehound__Summary *s = m->summary;
@@ -676,6 +781,7 @@ static void stage_summary(struct batch *b, const Spikehound__AgentMessage *m)
 		}
 		agg_copybuf_array_end(c);
 	}
+	stage_stacks(b, s);
 	agg_copybuf_end_row(c);
 	for (size_t i = 0; i < s->n_started; i++)
 		stage_proc(pc, m, 's', s->started[i]);
@@ -974,9 +1080,12 @@ static void build_copy_sql(struct agg_ingest *ing)
 			     " dropped_before, health, m_time");
 	for (size_t k = 0; k < sizeof(mcols) / sizeof(mcols[0]); k++)
 		n += (size_t)snprintf(s + n, sizeof(ing->copy_sql[2]) - n, ", m_%s", mcols[k].name);
-	snprintf(s + n, sizeof(ing->copy_sql[2]) - n, ") FROM STDIN");
+	snprintf(s + n, sizeof(ing->copy_sql[2]) - n,
+		 ", stack_ids, stack_counts, proc_pids, proc_comms, proc_samples, samples_total)"
+		 " FROM STDIN");
 	snprintf(ing->copy_sql[3], sizeof(ing->copy_sql[3]), "COPY st_proc FROM STDIN");
 	snprintf(ing->copy_sql[4], sizeof(ing->copy_sql[4]), "COPY st_event FROM STDIN");
+	snprintf(ing->copy_sql[5], sizeof(ing->copy_sql[5]), "COPY st_stack FROM STDIN");
 }
 
 int agg_ingest_start(uv_loop_t *loop, const struct agg_ingest_opts *o, struct agg_ingest **out)
@@ -1059,6 +1168,7 @@ static void stop_handle_closed_cb(uv_handle_t *h)
 		HASH_DEL(ing->seen, s);
 		free(s);
 	}
+	forget_stacks(ing);
 	free(ing->writers);
 	free(ing->inflight);
 	free(ing);

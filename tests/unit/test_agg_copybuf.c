@@ -47,6 +47,21 @@ static void test_arrays(void **state)
 	agg_copybuf_fini(&b);
 }
 
+static void test_text_array(void **state)
+{
+	struct agg_copybuf b = { 0 };
+
+	agg_copybuf_array_begin(&b);
+	agg_copybuf_elem_str(&b, "a\"b");
+	agg_copybuf_elem_str(&b, "c\\d");
+	agg_copybuf_elem_str(&b, "e\tf,{g}");
+	agg_copybuf_array_end(&b);
+	agg_copybuf_raw(&b, "", 1);
+	/* COPY unescapes to {"a\"b","c\\d","e<TAB>f,{g}"}, an array of a"b, c\d, e<TAB>f,{g} */
+	assert_string_equal(b.data, "{\"a\\\\\"b\",\"c\\\\\\\\d\",\"e\\tf,{g}\"}");
+	agg_copybuf_fini(&b);
+}
+
 static void test_ts_before_epoch(void **state)
 {
 	char out[48];
@@ -76,6 +91,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_row),
 		cmocka_unit_test(test_arrays),
+		cmocka_unit_test(test_text_array),
 		cmocka_unit_test(test_ts_before_epoch),
 		cmocka_unit_test(test_growth),
 	};
