@@ -1,0 +1,116 @@
+/* symbolize.h: turns sampled addresses into names. Kernel addresses via
+ * /proc/kallsyms (a sorted table, binary search; module names kept). User
+ * addresses via the process's executable mappings (/proc/PID/maps) to
+ * (mapped file, build id, file offset), then the file's ELF symbol table
+ * (.symtab, else .dynsym), parsed once per build id.
+ *
+ * Processes exit before their samples are printed, so the symbolizer keeps
+ * what each pid maps while it lives: agent_symbolizer_note_pid (called as
+ * samples arrive) reads a pid's maps once and parses its ELF files; exec
+ * and exit close that generation of the pid's maps at the event's time, so
+ * older samples still resolve against what was mapped then. Pid maps and
+ * ELF files are kept in LRU caches bounded in entries and bytes.
+ *
+ * Threads: one thread at a time per agent_symbolizer. */
+#ifndef AGENT_SYMBOLIZE_H
+#define AGENT_SYMBOLIZE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct agent_symbolizer;
+
+/* agent_symbolizer_opts: zero means the default for every field. */
+struct agent_symbolizer_opts {
+	const char *kallsyms_path;  /* default "/proc/kallsyms" (borrowed) */
+	const char *proc_root;	    /* default "/proc" (borrowed; tests point it elsewhere) */
+	size_t max_elf_bytes;	    /* ELF symbol cache, default 64 MiB */
+	unsigned max_elf_files;	    /* default 512 */
+	size_t max_maps_bytes;	    /* pid maps cache, default 16 MiB */
+	unsigned max_pid_maps;	    /* pid generations kept, default 4096 */
+	bool no_kernel;		    /* do not load kallsyms */
+};
+
+#define AGENT_BUILD_ID_MAX 20
+
+/* agent_frame: one resolved address. Strings are borrowed from the
+ * symbolizer and valid until the next non-const call on it. */
+struct agent_frame {
+	const char *name;    /* symbol, NULL when unresolved */
+	uint64_t sym_offset; /* address - symbol start */
+	const char *module;  /* kernel: module name or NULL for vmlinux; user: the
+				mapped path ("/usr/lib/...", "[vdso]", "[anon]"), NULL
+				when no mapping covers the address */
+	uint64_t file_offset; /* user: offset of the address in module's file */
+	uint8_t build_id[AGENT_BUILD_ID_MAX];
+	uint8_t build_id_len; /* 0: unknown */
+	bool kernel;
+};
+
+/* agent_symbolizer_new creates a symbolizer; opts may be NULL. Kallsyms
+ * that cannot be read (or show only zero addresses) leave kernel frames
+ * unresolved rather than failing. On success *out is owned by the caller
+ * (agent_symbolizer_free) and 0 is returned; else a negative errno. */
+int agent_symbolizer_new(const struct agent_symbolizer_opts *opts, struct agent_symbolizer **out);
+
+/* agent_symbolizer_free frees s; NULL is a no-op. */
+void agent_symbolizer_free(struct agent_symbolizer *s);
+
+/* agent_symbolizer_kernel_symbols returns how many kernel text symbols
+ * were loaded (0: kernel frames will stay unresolved). */
+size_t agent_symbolizer_kernel_symbols(const struct agent_symbolizer *s);
+
+/* agent_symbolize_kernel resolves a kernel address into *f. Returns 0 when
+ * a symbol was found, -ENOENT otherwise (*f is still filled: module NULL,
+ * name NULL). */
+int agent_symbolize_kernel(struct agent_symbolizer *s, uint64_t addr, struct agent_frame *f);
+
+/* agent_symbolize_user resolves addr in process pid as mapped at ts_ns
+ * (CLOCK_MONOTONIC; INT64_MAX for "now"). Returns 0 when a symbol was
+ * found, -ENOENT when not (*f still carries what is known: module, build
+ * id, file offset). For return addresses (every frame but the innermost)
+ * pass addr - 1 so a call at a function's end resolves to that function. */
+int agent_symbolize_user(struct agent_symbolizer *s, uint32_t pid, int64_t ts_ns, uint64_t addr,
+			 struct agent_frame *f);
+
+/* agent_frame_format writes f as a flame graph frame into buf: "name",
+ * "name [module]" (kernel modules), "[unknown] (module)", "[unknown]".
+ * ';' and control characters are replaced. Returns the length written
+ * (truncated to len - 1). */
+size_t agent_frame_format(const struct agent_frame *f, char *buf, size_t len);
+
+/* agent_symbolizer_note_pid makes sure the maps of live process pid are
+ * cached (reads /proc/PID/maps and the ELF files it maps when no current
+ * generation is cached). Cheap when cached. Returns 0 or a negative errno
+ * (-ESRCH: the process is gone). */
+int agent_symbolizer_note_pid(struct agent_symbolizer *s, uint32_t pid, int64_t ts_ns);
+
+/* agent_symbolizer_pid_exec / _pid_exit close pid's current maps
+ * generation at ts_ns (the exec or exit time); exit also marks the pid
+ * dead so its maps are not re-read (the pid may be reused). */
+void agent_symbolizer_pid_exec(struct agent_symbolizer *s, uint32_t pid, int64_t ts_ns);
+void agent_symbolizer_pid_exit(struct agent_symbolizer *s, uint32_t pid, int64_t ts_ns);
+
+/* agent_symbolizer_stats: cache sizes, for health reports and tests. */
+struct agent_symbolizer_stats {
+	size_t kernel_symbols;
+	size_t elf_files;
+	size_t elf_bytes;
+	size_t pid_maps;
+	size_t maps_bytes;
+	uint64_t elf_loads;	/* ELF files parsed */
+	uint64_t maps_loads;	/* /proc/PID/maps reads */
+	uint64_t elf_evictions;
+	uint64_t maps_evictions;
+};
+
+/* agent_symbolizer_stats fills *st. */
+void agent_symbolizer_stats(const struct agent_symbolizer *s, struct agent_symbolizer_stats *st);
+
+/* agent_elf_build_id reads the GNU build id of the ELF file at path into
+ * id (AGENT_BUILD_ID_MAX bytes). Returns its length (> 0) or a negative
+ * errno (-ENOENT: the file has no build id). */
+int agent_elf_build_id(const char *path, uint8_t *id);
+
+#endif
