@@ -5,12 +5,14 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +21,11 @@
 #include "log.h"
 #include "metrics.h"
 #include "procs.h"
+#include "record.h"
+#include "recorder.h"
+#include "sampler.h"
 #include "sender.h"
+#include "symbolize.h"
 #include "spikehound.pb-c.h"
 #include "spool.h"
 #include "timeutil.h"
@@ -45,6 +51,11 @@ struct daemon {
 	Spikehound__MetricSecond *secs;
 	size_t n_secs, cap_secs;
 	struct proc_list started, exited;
+	/* the flight recorder (absent when BPF is unavailable) */
+	struct agent_recorder *rec;
+	struct agent_symbolizer *sym;
+	struct agent_sampler *sampler;
+	struct agent_record_feed feed;
 	int64_t interval_start_ns;
 	uint64_t intervals;
 	int64_t cpu_ns_last, cpu_wall_last;
@@ -190,6 +201,24 @@ static void emit_summary(struct daemon *d, int64_t end_ns)
 			s.has_snapshot = true;
 		}
 	}
+	if (d->rec) {
+		int64_t off = sh_now_wall_ns() - sh_now_mono_ns();
+		struct agent_sampler_health sh;
+		struct agent_recorder_stats rs;
+
+		agent_record_top_stacks(d->rec, d->sym, d->interval_start_ns - off, end_ns - off,
+					d->cfg->topk_stacks, &s.stacks, &s.n_stacks);
+		agent_record_proc_samples(d->rec, d->interval_start_ns - off, end_ns - off,
+					  &s.proc_samples, &s.n_proc_samples);
+		agent_sampler_health(d->sampler, &sh);
+		agent_recorder_stats(d->rec, &rs);
+		h.samples = sh.samples;
+		h.samples_lost = sh.samples_lost;
+		h.stack_errors = sh.stack_errors;
+		h.user_stacks_depth1 = sh.user_stacks_depth1;
+		h.recorder_seconds = (float)rs.seconds;
+		h.recorder_bytes = rs.bytes_used;
+	}
 	self_usage(d, &h.agent_cpu_pct, &h.agent_rss_kb);
 	h.spool_dropped = agent_spool_dropped_total(d->spool);
 	h.spool_bytes = agent_spool_bytes(d->spool);
@@ -232,6 +261,8 @@ cleanup:
 	free(exited);
 	free(snap);
 	free(snap_items);
+	agent_record_free_stacks(s.stacks, s.n_stacks);
+	agent_record_free_proc_samples(s.proc_samples, s.n_proc_samples);
 	list_clear(&d->started);
 	list_clear(&d->exited);
 	d->started.overflow = d->exited.overflow = 0;
@@ -255,6 +286,15 @@ static void tick(struct daemon *d, int64_t sec_ns)
 		d->cap_secs = cap;
 	}
 	agent_metrics_sample(&d->metrics, sec_ns, &d->secs[d->n_secs]);
+	if (d->rec) {
+		uint8_t buf[512];
+		size_t len = spikehound__metric_second__get_packed_size(&d->secs[d->n_secs]);
+
+		if (len <= sizeof(buf)) {
+			spikehound__metric_second__pack(&d->secs[d->n_secs], buf);
+			agent_recorder_add_blob(d->rec, AGENT_REC_METRICS, sh_now_mono_ns(), buf, len);
+		}
+	}
 	d->n_secs++;
 	if (agent_procs_scan(&d->procs, sh_now_wall_ns(), &delta) != 0)
 		return;
@@ -266,6 +306,45 @@ static void tick(struct daemon *d, int64_t sec_ns)
 		list_add(&d->started, delta.changed[i]);
 	for (size_t i = 0; i < delta.n_exited; i++)
 		list_add(&d->exited, delta.exited[i]);
+}
+
+/* start_recorder starts the BPF sampler feeding the flight recorder. An
+ * agent without BPF (not root, no BTF) still sends metrics and processes. */
+static void start_recorder(struct daemon *d)
+{
+	struct agent_sampler_opts so = { 0 };
+	int rv;
+
+	if (d->cfg->sample_hz == 0) {
+		sh_info("stack sampling off (sample_hz = 0)");
+		return;
+	}
+	if ((rv = agent_recorder_new(d->cfg->recorder_bytes, &d->rec)) != 0 ||
+	    (rv = agent_symbolizer_new(NULL, &d->sym)) != 0) {
+		sh_warn("flight recorder unavailable: %s", strerror(-rv));
+		goto fail;
+	}
+	d->feed.rec = d->rec;
+	d->feed.sym = d->sym;
+	so.hz = d->cfg->sample_hz;
+	so.cpu = -1;
+	so.skip_idle = true;
+	rv = agent_sampler_new(&so, agent_record_feed_sample_cb, agent_record_feed_proc_cb,
+			       &d->feed, &d->sampler);
+	if (rv != 0) {
+		sh_warn("stack sampling unavailable (%s): needs root and a kernel with BTF; "
+			"sending metrics and processes only",
+			strerror(-rv));
+		goto fail;
+	}
+	sh_info("flight recorder: %u Hz stack samples on every CPU, %.0f MiB cap", so.hz,
+		(double)d->cfg->recorder_bytes / (1 << 20));
+	return;
+fail:
+	agent_symbolizer_free(d->sym);
+	agent_recorder_free(d->rec);
+	d->sym = NULL;
+	d->rec = NULL;
 }
 
 static int setup_labels(struct daemon *d)
@@ -307,7 +386,7 @@ int agent_daemon_run(const struct agent_config *cfg)
 	struct daemon d;
 	sigset_t sigs;
 	int64_t next_ns, interval_end;
-	int rv, sig = 0;
+	int rv, sig = 0, sigfd = -1;
 	bool metrics_ok = false, procs_ok = false;
 
 	memset(&d, 0, sizeof(d));
@@ -325,6 +404,12 @@ int agent_daemon_run(const struct agent_config *cfg)
 	sigaddset(&sigs, SIGTERM);
 	sigaddset(&sigs, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sigfd < 0) {
+		rv = -errno;
+		sh_err("could not create a signalfd: %s", strerror(errno));
+		goto cleanup;
+	}
 	signal(SIGPIPE, SIG_IGN);
 
 	rv = agent_spool_open(cfg->spool_dir, cfg->spool_cap_bytes, cfg->spool_fsync, &d.spool);
@@ -356,6 +441,7 @@ int agent_daemon_run(const struct agent_config *cfg)
 		goto cleanup;
 	}
 	procs_ok = true;
+	start_recorder(&d);
 	sh_info("spikehound-agent %s on %s (%s, kernel %s): sending every %.1f s to %s%s",
 		SH_VERSION, d.host.hostname, d.host.host_id, d.host.kernel_release,
 		(double)cfg->interval_ns / 1e9, cfg->aggregators[0],
@@ -366,19 +452,28 @@ int agent_daemon_run(const struct agent_config *cfg)
 	d.interval_start_ns = next_ns;
 	interval_end = next_ns + cfg->interval_ns;
 	for (;;) {
-		struct timespec ts;
 		int64_t wait = next_ns + SH_NS_PER_SEC - sh_now_wall_ns();
 
 		if (wait > 0) {
-			ts.tv_sec = wait / SH_NS_PER_SEC;
-			ts.tv_nsec = wait % SH_NS_PER_SEC;
-			sig = sigtimedwait(&sigs, NULL, &ts);
-			if (sig == SIGTERM || sig == SIGINT)
+			struct pollfd pfd[2] = { { sigfd, POLLIN, 0 }, { -1, POLLIN, 0 } };
+			int n;
+
+			if (d.sampler)
+				pfd[1].fd = agent_sampler_fd(d.sampler);
+			n = poll(pfd, 2, (int)((wait + SH_NS_PER_MS - 1) / SH_NS_PER_MS));
+			if (n < 0 && errno != EINTR)
 				break;
-			if (sig < 0 && errno != EAGAIN && errno != EINTR)
-				break;
-			if (sig < 0 && errno == EINTR)
-				continue;
+			if (n > 0 && (pfd[0].revents & POLLIN)) {
+				struct signalfd_siginfo si;
+
+				if (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+					sig = (int)si.ssi_signo;
+					break;
+				}
+			}
+			if (n > 0 && (pfd[1].revents & POLLIN))
+				agent_sampler_poll(d.sampler, 0);
+			continue;
 		}
 		tick(&d, next_ns);
 		next_ns += SH_NS_PER_SEC;
@@ -405,6 +500,11 @@ int agent_daemon_run(const struct agent_config *cfg)
 	rv = 0;
 cleanup:
 	agent_sender_stop(d.sender);
+	agent_sampler_free(d.sampler);
+	agent_symbolizer_free(d.sym);
+	agent_recorder_free(d.rec);
+	if (sigfd >= 0)
+		close(sigfd);
 	if (procs_ok)
 		agent_procs_fini(&d.procs);
 	if (metrics_ok)

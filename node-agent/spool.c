@@ -574,6 +574,17 @@ int agent_spool_next_seq(struct agent_spool *sp, const char *boot_id, uint64_t *
 		 * reservation (same boot only) and every seq still spooled. */
 		uint64_t base = strcmp(sp->st_boot, boot_id) == 0 ? sp->seq_limit : 0;
 
+		/* A boot this spool has no state for starts at the wall clock in
+		 * microseconds, not at 1: if an earlier spool of the same boot
+		 * was lost (wiped, reinstalled), its numbers are still below
+		 * ours, so the aggregator does not take ours for duplicates. */
+		if (strcmp(sp->st_boot, boot_id) != 0) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			base = (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+		}
+
 		for (struct spool_entry *e = sp->head; e; e = e->next) {
 			if (e->seq > base && strcmp(e->boot_id, boot_id) == 0)
 				base = e->seq;

@@ -80,7 +80,9 @@ int agent_spool_open(const char *dir, uint64_t cap_bytes, bool do_fsync, struct 
 void agent_spool_close(struct agent_spool *sp);
 
 /* agent_spool_next_seq stores in *seq the next sequence number for boot_id
- * (borrowed): 1 for a boot id the spool has not seen, and strictly increasing
+ * (borrowed): for a boot id the spool has not seen, the wall clock in
+ * microseconds (so a lost spool's numbers of the same boot stay below the
+ * new ones and are not mistaken for duplicates), and strictly increasing
  * after that, also across restarts (it continues above both the persisted
  * reservation and every seq of that boot still in the spool). One boot id at a
  * time: asking for another boot id starts that one afresh. Returns 0,
