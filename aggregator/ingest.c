@@ -739,7 +739,7 @@ static void stage_stacks(struct batch *b, const Spikehound__Summary *s)
 		total += s->proc_samples[i]->samples;
 	}
 	agg_copybuf_array_end(c);
-	agg_copybuf_i64(c, (int64_t)(s->health && s->health->samples ? s->health->samples : total));
+	agg_copybuf_i64(c, (int64_t)total);
 }
 
 static void stage_summary(struct batch *b, const Spikehound__AgentMessage *m)
