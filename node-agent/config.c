@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,7 +47,30 @@ void agent_config_defaults(struct agent_config *cfg)
 	cfg->recorder_bytes = 32 * MiB;
 	cfg->sample_hz = 99;
 	cfg->topk_stacks = 50;
+	snprintf(cfg->detectors, sizeof(cfg->detectors), "%s", "all");
+	cfg->runq_threshold_ns = 10 * SH_NS_PER_MS;
+	cfg->syscall_threshold_ns = 5 * SH_NS_PER_MS;
+	cfg->mmap_lock_threshold_ns = 1 * SH_NS_PER_MS;
+	cfg->reclaim_threshold_ns = 10 * SH_NS_PER_MS;
+	cfg->softirq_threshold_ns = 10 * SH_NS_PER_MS;
+	cfg->stall_threshold_ns = 20 * SH_NS_PER_MS;
+	cfg->stall_hz = 250;
+	cfg->event_burst = 20;
+	cfg->event_rate = 60;
 }
+
+/* detector thresholds share one parser: a duration from 10us to 60s */
+static const struct {
+	const char *key;
+	size_t off;
+} thresholds[] = {
+	{ "runq_threshold", offsetof(struct agent_config, runq_threshold_ns) },
+	{ "syscall_threshold", offsetof(struct agent_config, syscall_threshold_ns) },
+	{ "mmap_lock_threshold", offsetof(struct agent_config, mmap_lock_threshold_ns) },
+	{ "reclaim_threshold", offsetof(struct agent_config, reclaim_threshold_ns) },
+	{ "softirq_threshold", offsetof(struct agent_config, softirq_threshold_ns) },
+	{ "stall_threshold", offsetof(struct agent_config, stall_threshold_ns) },
+};
 
 void agent_config_free(struct agent_config *cfg)
 {
@@ -312,6 +336,59 @@ int agent_config_set(struct agent_config *cfg, const char *key, const char *valu
 				value);
 			return -EINVAL;
 		}
+		return 0;
+	}
+	for (i = 0; i < sizeof(thresholds) / sizeof(thresholds[0]); i++) {
+		int64_t ns;
+
+		if (strcmp(k, thresholds[i].key) != 0)
+			continue;
+		if (sh_parse_duration(value, &ns) < 0 || ns < 10000 || ns > 60 * SH_NS_PER_SEC) {
+			set_err(err, errlen,
+				"bad value for \"%s\": \"%s\" (expected a duration from 10us to 60s, such as 5ms)",
+				k, value);
+			return -EINVAL;
+		}
+		*(int64_t *)((char *)cfg + thresholds[i].off) = ns;
+		return 0;
+	}
+	if (strcmp(k, "detectors") == 0) {
+		if (strlen(value) >= sizeof(cfg->detectors)) {
+			set_err(err, errlen, "bad value for \"detectors\": too long");
+			return -EINVAL;
+		}
+		snprintf(cfg->detectors, sizeof(cfg->detectors), "%s", value);
+		return 0;
+	}
+	if (strcmp(k, "stall_hz") == 0 || strcmp(k, "event_burst") == 0 ||
+	    strcmp(k, "event_rate") == 0) {
+		uint32_t *dst = k[0] == 's' ? &cfg->stall_hz :
+				k[6] == 'b' ? &cfg->event_burst : &cfg->event_rate;
+
+		if (parse_u32(value, k[0] == 's' ? 10 : 1, k[0] == 's' ? 10000 : 100000, dst) < 0) {
+			set_err(err, errlen, "bad value for \"%s\": \"%s\" (expected a whole number%s)", k,
+				value, k[0] == 's' ? " from 10 to 10000" : " from 1 to 100000");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (strcmp(k, "probe") == 0) {
+		if (strncmp(value, "uprobe:", 7) != 0 && strncmp(value, "usdt:", 5) != 0) {
+			set_err(err, errlen,
+				"bad value for \"probe\": \"%s\" (expected uprobe:PATH:FUNCTION[:THRESHOLD] "
+				"or usdt:PATH:PROVIDER:NAME[:THRESHOLD])",
+				value);
+			return -EINVAL;
+		}
+		if (cfg->n_probes >= AGENT_CONFIG_MAX_PROBES) {
+			set_err(err, errlen, "too many probes (at most %d)", AGENT_CONFIG_MAX_PROBES);
+			return -E2BIG;
+		}
+		if (strlen(value) >= sizeof(cfg->probes[0])) {
+			set_err(err, errlen, "bad value for \"probe\": too long");
+			return -EINVAL;
+		}
+		snprintf(cfg->probes[cfg->n_probes++], sizeof(cfg->probes[0]), "%s", value);
 		return 0;
 	}
 	if (strcmp(k, "topk_stacks") == 0) {

@@ -21,6 +21,9 @@
 #define AGENT_CONFIG_LABEL_VALUE_MAX 256
 
 /* agent_config_label is one key=value from [labels] (or --label k=v). */
+/* AGENT_CONFIG_MAX_PROBES is how many user-defined probes may be set. */
+#define AGENT_CONFIG_MAX_PROBES 16
+
 struct agent_config_label {
 	char key[AGENT_CONFIG_LABEL_KEY_MAX];
 	char value[AGENT_CONFIG_LABEL_VALUE_MAX];
@@ -45,6 +48,20 @@ struct agent_config {
 	uint64_t recorder_bytes;   /* recorder_size: size (32MiB) */
 	uint32_t sample_hz;        /* sample_hz: stack samples per second per CPU (99) */
 	uint32_t topk_stacks;      /* topk_stacks: folded stacks per summary (50) */
+	/* spike detectors: thresholds (ns) above which an event is reported */
+	char detectors[256];       /* detectors: comma list of names, or "all" (all) */
+	int64_t runq_threshold_ns;      /* runq_threshold (10ms) */
+	int64_t syscall_threshold_ns;   /* syscall_threshold (5ms) */
+	int64_t mmap_lock_threshold_ns; /* mmap_lock_threshold (1ms) */
+	int64_t reclaim_threshold_ns;   /* reclaim_threshold (10ms) */
+	int64_t softirq_threshold_ns;   /* softirq_threshold (10ms) */
+	int64_t stall_threshold_ns;     /* stall_threshold (20ms) */
+	uint32_t stall_hz;              /* stall_hz: CPU stall sentinel frequency (250) */
+	uint32_t event_burst;           /* event_burst: events per kind sent at once (20) */
+	uint32_t event_rate;            /* event_rate: events per kind per minute after the burst (60) */
+	char probes[AGENT_CONFIG_MAX_PROBES][AGENT_CONFIG_URL_MAX]; /* probe (repeatable):
+					 * uprobe:PATH:FUNCTION[:THRESHOLD] or usdt:PATH:PROVIDER:NAME[:THRESHOLD] */
+	size_t n_probes;
 };
 
 /* agent_config_defaults fills *cfg with the built-in defaults. */

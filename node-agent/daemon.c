@@ -3,6 +3,8 @@
  * interval; the sender thread delivers what the spool holds. The spool is
  * the only thing the two share. */
 #include "daemon.h"
+#include "detect.h"
+#include "events.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -56,6 +58,8 @@ struct daemon {
 	struct agent_symbolizer *sym;
 	struct agent_sampler *sampler;
 	struct agent_record_feed feed;
+	struct agent_events *events;
+	struct agent_detectors *detectors;
 	int64_t interval_start_ns;
 	uint64_t intervals;
 	int64_t cpu_ns_last, cpu_wall_last;
@@ -219,6 +223,12 @@ static void emit_summary(struct daemon *d, int64_t end_ns)
 		h.recorder_seconds = (float)rs.seconds;
 		h.recorder_bytes = rs.bytes_used;
 	}
+	if (d->events) {
+		struct agent_events_stats es;
+
+		agent_events_get_stats(d->events, &es);
+		h.events_suppressed = es.suppressed;
+	}
 	self_usage(d, &h.agent_cpu_pct, &h.agent_rss_kb);
 	h.spool_dropped = agent_spool_dropped_total(d->spool);
 	h.spool_bytes = agent_spool_bytes(d->spool);
@@ -347,6 +357,39 @@ fail:
 	d->rec = NULL;
 }
 
+/* start_detectors starts the spike event path and the detectors. */
+static int start_detectors(struct daemon *d)
+{
+	struct agent_events_opts eo = { 0 };
+	struct agent_det_ctx ctx = { 0 };
+	char names[256];
+	size_t n;
+	int rv;
+
+	eo.spool = d->spool;
+	eo.rec = d->rec;
+	eo.sym = d->sym;
+	eo.host_id = d->host.host_id;
+	eo.boot_id = d->host.boot_id;
+	eo.burst = d->cfg->event_burst;
+	eo.per_minute = d->cfg->event_rate;
+	if ((rv = agent_events_new(&eo, &d->events)) != 0)
+		return rv;
+	ctx.cfg = d->cfg;
+	ctx.events = d->events;
+	ctx.rec = d->rec;
+	ctx.sym = d->sym;
+	ctx.wall_minus_mono_ns = sh_now_wall_ns() - sh_now_mono_ns();
+	if ((rv = agent_detectors_start(&ctx, &d->detectors)) != 0)
+		return rv;
+	n = agent_detectors_running(d->detectors, names, sizeof(names));
+	if (n)
+		sh_info("spike detectors running: %s", names);
+	else
+		sh_info("no spike detectors running");
+	return 0;
+}
+
 static int setup_labels(struct daemon *d)
 {
 	size_t n = d->cfg->n_labels;
@@ -442,6 +485,8 @@ int agent_daemon_run(const struct agent_config *cfg)
 	}
 	procs_ok = true;
 	start_recorder(&d);
+	if ((rv = start_detectors(&d)) != 0)
+		goto cleanup;
 	sh_info("spikehound-agent %s on %s (%s, kernel %s): sending every %.1f s to %s%s",
 		SH_VERSION, d.host.hostname, d.host.host_id, d.host.kernel_release,
 		(double)cfg->interval_ns / 1e9, cfg->aggregators[0],
@@ -455,12 +500,18 @@ int agent_daemon_run(const struct agent_config *cfg)
 		int64_t wait = next_ns + SH_NS_PER_SEC - sh_now_wall_ns();
 
 		if (wait > 0) {
-			struct pollfd pfd[2] = { { sigfd, POLLIN, 0 }, { -1, POLLIN, 0 } };
+			struct pollfd pfd[2 + 16];
+			int fds[16];
+			size_t nd = agent_detectors_fds(d.detectors, fds, 16), np = 2;
 			int n;
 
-			if (d.sampler)
-				pfd[1].fd = agent_sampler_fd(d.sampler);
-			n = poll(pfd, 2, (int)((wait + SH_NS_PER_MS - 1) / SH_NS_PER_MS));
+			pfd[0] = (struct pollfd){ sigfd, POLLIN, 0 };
+			pfd[1] = (struct pollfd){ d.sampler ? agent_sampler_fd(d.sampler) : -1, POLLIN, 0 };
+			for (size_t i = 0; i < nd; i++)
+				pfd[np++] = (struct pollfd){ fds[i], POLLIN, 0 };
+			if (wait > 50 * SH_NS_PER_MS)
+				wait = 50 * SH_NS_PER_MS; /* events wait ~200 ms to be sent */
+			n = poll(pfd, np, (int)((wait + SH_NS_PER_MS - 1) / SH_NS_PER_MS));
 			if (n < 0 && errno != EINTR)
 				break;
 			if (n > 0 && (pfd[0].revents & POLLIN)) {
@@ -471,11 +522,16 @@ int agent_daemon_run(const struct agent_config *cfg)
 					break;
 				}
 			}
-			if (n > 0 && (pfd[1].revents & POLLIN))
+			/* samples first, so an event's window finds them */
+			if (d.sampler && (n > 0 || nd))
 				agent_sampler_poll(d.sampler, 0);
+			if (nd)
+				agent_detectors_poll(d.detectors);
+			agent_events_flush(d.events);
 			continue;
 		}
 		tick(&d, next_ns);
+		agent_detectors_tick(d.detectors, next_ns);
 		next_ns += SH_NS_PER_SEC;
 		if (sh_now_wall_ns() - next_ns > 5 * SH_NS_PER_SEC) {
 			/* suspended or the clock jumped: resynchronize */
@@ -491,6 +547,12 @@ int agent_daemon_run(const struct agent_config *cfg)
 	}
 	sh_info("received %s: sending the last partial summary and stopping",
 		sig == SIGINT ? "SIGINT" : "SIGTERM");
+	agent_detectors_stop(d.detectors);
+	d.detectors = NULL;
+	usleep(250 * 1000); /* let the last events' windows fill, then send them */
+	if (d.sampler)
+		agent_sampler_poll(d.sampler, 0);
+	agent_events_flush(d.events);
 	if (d.n_secs)
 		emit_summary(&d, sh_now_wall_ns());
 	/* give the sender a moment to deliver; what it cannot stays spooled */
@@ -500,6 +562,8 @@ int agent_daemon_run(const struct agent_config *cfg)
 	rv = 0;
 cleanup:
 	agent_sender_stop(d.sender);
+	agent_detectors_stop(d.detectors);
+	agent_events_free(d.events);
 	agent_sampler_free(d.sampler);
 	agent_symbolizer_free(d.sym);
 	agent_recorder_free(d.rec);
