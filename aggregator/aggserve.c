@@ -4,12 +4,15 @@
 #include "aggserve.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
 #include "db.h"
+#include "http.h"
 #include "ingest.h"
+#include "query.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -20,6 +23,9 @@ struct serve {
 	uv_timer_t stats_timer, maint_timer;
 	struct agg_ingest *ingest;
 	struct agg_db *maint_db;
+	struct agg_db *query_db;
+	struct agg_http *http;
+	struct agg_query query;
 	bool stopping;
 };
 
@@ -40,6 +46,35 @@ static void ingest_stopped_cb(void *arg)
 	uv_close((uv_handle_t *)&s->maint_timer, closed_cb);
 	agg_db_close(s->maint_db);
 	s->maint_db = NULL;
+	/* the query routes use the query connection: the server went first */
+	agg_query_fini(&s->query);
+	agg_db_close(s->query_db);
+	s->query_db = NULL;
+}
+
+/* stats_json_cb is the query API's /api/stats provider: ingest's counters
+ * plus the HTTP server's, as one JSON object. */
+static char *stats_json_cb(void *arg)
+{
+	struct serve *s = arg;
+	struct agg_http_stats hs = { 0 };
+	char *ingest = s->ingest ? agg_ingest_stats_json(s->ingest) : NULL, *out;
+	size_t len;
+
+	if (s->http)
+		agg_http_get_stats(s->http, &hs);
+	if (!ingest)
+		return NULL;
+	len = strlen(ingest);
+	out = malloc(len + 160);
+	if (out && len > 1) {
+		/* splice the HTTP counters into ingest's object */
+		snprintf(out, len + 160, "%.*s,\"http_requests\":%llu,\"http_errors\":%llu}",
+			 (int)(len - 1), ingest, (unsigned long long)hs.requests,
+			 (unsigned long long)hs.errors);
+	}
+	free(ingest);
+	return out;
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -54,6 +89,10 @@ static void signal_cb(uv_signal_t *h, int signum)
 	sh_info("received %s: stopping gracefully", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 	uv_timer_stop(&s->stats_timer);
 	uv_timer_stop(&s->maint_timer);
+	if (s->http) {
+		agg_http_stop(s->http);
+		s->http = NULL;
+	}
 	agg_ingest_log_stats(s->ingest);
 	agg_ingest_stop(s->ingest, ingest_stopped_cb, s);
 }
@@ -110,6 +149,20 @@ int agg_serve(const struct agg_serve_opts *o)
 		return rv;
 	}
 	s.maint_db = agg_db_new(&s.loop, o->dsn, "spikehound-maintenance");
+	s.query_db = agg_db_new(&s.loop, o->dsn, "spikehound-query");
+	if (!s.maint_db || !s.query_db ||
+	    agg_query_init(&s.query, s.query_db, stats_json_cb, &s) != 0) {
+		sh_err("out of memory");
+		return -ENOMEM;
+	}
+	rv = agg_http_start(&s.loop, o->cfg->http, &s.http);
+	if (rv == 0)
+		rv = agg_query_register(&s.query, s.http);
+	if (rv != 0) {
+		sh_err("could not serve the query API on \"%s\": %s", o->cfg->http, strerror(-rv));
+		return rv;
+	}
+	sh_info("query API on %s", o->cfg->http);
 	uv_signal_init(&s.loop, &s.sigterm);
 	uv_signal_init(&s.loop, &s.sigint);
 	s.sigterm.data = s.sigint.data = &s;

@@ -453,12 +453,21 @@ static void batch_done_cb(struct agg_db *db, int status, PGresult *res, const ch
 			b->reqs[i] = NULL;
 		}
 	} else if (status == -EINVAL) {
-		sh_err("ingest: request refused by the database, dropping it: %s", errmsg);
-		count_reason(ing, "storage_rejected");
-		ing->rejected_reqs++;
-		reply_status(ing, b->reqs[0]->msg, SPIKEHOUND__ACK__STATUS__REJECTED,
-			     "storage_rejected", b->reqs[0]->received_ns);
-		b->reqs[0]->msg = NULL;
+		struct pending *p = b->reqs[0];
+
+		/* validation let through data the database refuses (a bug on
+		 * our side): reject the request's messages so the agent drops
+		 * them instead of resending them forever, and say so loudly */
+		sh_err("ingest: request refused by the database, rejecting its %zu messages: %s",
+		       p->n_items, errmsg);
+		for (size_t i = 0; i < p->n_items; i++) {
+			if (!p->items[i].rejected) {
+				p->items[i].rejected = "storage_rejected";
+				count_reason(ing, "storage_rejected");
+				ing->rejected_msgs++;
+			}
+		}
+		reply_pending(ing, p, 0, NULL);
 	} else {
 		if (status != -ECANCELED)
 			sh_warn("ingest: batch of %zu requests not stored: %s", b->n, errmsg);
@@ -537,6 +546,13 @@ again:
 out:
 	if (!ing->stopping)
 		set_recv_polling(ing, !batch_full(ing, ing->filling));
+}
+
+/* i32 clamps an unsigned wire value into a PostgreSQL integer column;
+ * values that do not fit (e.g. uid 4294967295 for "unknown") become -1. */
+static int64_t i32(uint64_t v)
+{
+	return v > INT32_MAX ? -1 : (int64_t)v;
 }
 
 static uint64_t fnv1a(const void *data, size_t len, uint64_t h)
@@ -624,7 +640,7 @@ static void stage_hello(struct agg_ingest *ing, struct batch *b, struct pending 
 	agg_copybuf_str(c, h->host_id);
 	agg_copybuf_str(c, h->hostname ? h->hostname : "");
 	copy_json(c, labels_json(h));
-	agg_copybuf_i64(c, h->cpu_count);
+	agg_copybuf_i64(c, i32(h->cpu_count));
 	agg_copybuf_str(c, h->cpu_model ? h->cpu_model : "");
 	agg_copybuf_i64(c, (int64_t)(h->memory_bytes > INT64_MAX ? INT64_MAX : h->memory_bytes));
 	agg_copybuf_str(c, h->agent_version ? h->agent_version : "");
@@ -654,7 +670,7 @@ static void stage_proc(struct agg_copybuf *c, const Spikehound__AgentMessage *m,
 	agg_copybuf_i64(c, p->pid);
 	agg_copybuf_ts(c, p->start_time_ns);
 	agg_copybuf_i64(c, p->ppid);
-	agg_copybuf_i64(c, p->uid);
+	agg_copybuf_i64(c, i32(p->uid));
 	agg_copybuf_str(c, p->comm ? p->comm : "");
 	agg_copybuf_str(c, p->exe ? p->exe : "");
 	agg_copybuf_str(c, p->cmdline ? p->cmdline : "");
@@ -723,7 +739,7 @@ static void stage_stacks(struct batch *b, const Spikehound__Summary *s)
 	agg_copybuf_array_end(c);
 	agg_copybuf_array_begin(c);
 	for (size_t i = 0; i < s->n_stacks; i++)
-		agg_copybuf_elem_i64(c, s->stacks[i]->count);
+		agg_copybuf_elem_i64(c, i32(s->stacks[i]->count));
 	agg_copybuf_array_end(c);
 	agg_copybuf_array_begin(c);
 	for (size_t i = 0; i < s->n_proc_samples; i++)
@@ -735,7 +751,7 @@ static void stage_stacks(struct batch *b, const Spikehound__Summary *s)
 	agg_copybuf_array_end(c);
 	agg_copybuf_array_begin(c);
 	for (size_t i = 0; i < s->n_proc_samples; i++) {
-		agg_copybuf_elem_i64(c, s->proc_samples[i]->samples);
+		agg_copybuf_elem_i64(c, i32(s->proc_samples[i]->samples));
 		total += s->proc_samples[i]->samples;
 	}
 	agg_copybuf_array_end(c);
@@ -769,7 +785,7 @@ static void stage_summary(struct batch *b, const Spikehound__AgentMessage *m)
 				agg_copybuf_elem_f64(c, *(const float *)(base + mcols[k].off));
 				break;
 			case MT_U32:
-				agg_copybuf_elem_i64(c, *(const uint32_t *)(base + mcols[k].off));
+				agg_copybuf_elem_i64(c, i32(*(const uint32_t *)(base + mcols[k].off)));
 				break;
 			case MT_U64: {
 				uint64_t v = *(const uint64_t *)(base + mcols[k].off);
@@ -1237,7 +1253,7 @@ char *agg_ingest_stats_json(struct agg_ingest *ing)
 
 	for (int i = 0; i < MAX_REASONS && ing->reasons[i].reason; i++)
 		json_object_set_new(r, ing->reasons[i].reason, json_integer((json_int_t)ing->reasons[i].n));
-	o = json_pack("{sIsisIsIsIsIsIsIsIsIsIsIsfsfsfsfsIsbsI}", "uptime_s",
+	o = json_pack("{sIsisIsIsIsIsIsIsIsIsIsIsfsfsfsfsosbsI}", "uptime_s",
 		      (json_int_t)((sh_now_wall_ns() - ing->started_ns) / SH_NS_PER_SEC),
 		      "agents_connected", atomic_load(&ing->agents_connected), "requests",
 		      (json_int_t)ing->requests, "messages", (json_int_t)ing->messages, "stored",
