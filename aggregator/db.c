@@ -70,7 +70,7 @@ struct agg_db {
 	int depth; /* > 0 while inside a function that may run callbacks */
 	bool closing;
 	int open_handles;
-	char lasterr[256];
+	char lasterr[512];
 };
 
 static void drive(struct agg_db *db);
