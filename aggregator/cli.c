@@ -56,6 +56,8 @@ static const char usage_main[] =
 	"                               spike events on all hosts within TIME +/- DUR\n"
 	"  top --host H [--at TIME] [--window DUR]\n"
 	"                               one host's per-second metrics and processes\n"
+	"  stacks --host H [--from TIME] [--to TIME] [--folded]\n"
+	"                               one host's on-CPU stacks merged over a time range\n"
 	"  stats                        the aggregator's self-metrics\n"
 	"  help [COMMAND]               this text, or a command's\n"
 	"\n"
@@ -125,6 +127,25 @@ static const char usage_top[] =
 	"Examples:\n"
 	"  spikehound top --host web-01\n"
 	"  spikehound top --host 1f3a9c --at 2025-11-22T10:21:07Z --window 10s\n";
+
+static const char usage_stacks[] =
+	"usage: spikehound stacks --host H [--from TIME] [--to TIME] [--folded] [--limit N] [--json]\n"
+	"\n"
+	"Merge the on-CPU stack samples one host's agent sent for the summary\n"
+	"intervals overlapping FROM .. TO (each summary carries its interval's\n"
+	"most frequent stacks), most frequent first.\n"
+	"\n"
+	"  --host H      hostname, host_id or a unique host_id prefix (required)\n"
+	"  --from TIME   start of the range (default -60s)\n"
+	"  --to TIME     end of the range (default now)\n"
+	"  --folded      print \"comm;frame;...;frame count\" lines, for flamegraph.pl\n"
+	"                or speedscope, instead of a table\n"
+	"  --limit N     at most N distinct stacks (default 10000)\n"
+	"\n"
+	"Examples:\n"
+	"  spikehound stacks --host web-01 --from -5m\n"
+	"  spikehound stacks --host web-01 --from 2025-11-22T10:21:00Z --to 2025-11-22T10:22:00Z \\\n"
+	"      --folded | flamegraph.pl > spike.svg\n";
 
 static const char usage_stats[] =
 	"usage: spikehound stats [--json]\n"
@@ -1233,6 +1254,134 @@ static void print_flat(const char *prefix, json_t *v)
 	}
 }
 
+static int cmd_stacks(struct opts *o, int argc, char **argv)
+{
+	enum { OPT_FROM = OPT_HELP + 1, OPT_TO, OPT_FOLDED };
+	static const struct option longopts[] = {
+		GLOBAL_LONGOPTS,
+		{"host", required_argument, NULL, OPT_HOST},
+		{"from", required_argument, NULL, OPT_FROM},
+		{"to", required_argument, NULL, OPT_TO},
+		{"folded", no_argument, NULL, OPT_FOLDED},
+		{"limit", required_argument, NULL, OPT_LIMIT},
+		{NULL, 0, NULL, 0},
+	};
+	const char *host = NULL;
+	int64_t now = sh_now_wall_ns(), from = now - 60 * SH_NS_PER_SEC, to = now;
+	long limit = 10000;
+	bool folded = false, ok;
+	struct buf path = {0};
+	json_t *doc, *stacks, *st;
+	size_t i;
+	int c, rv;
+
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+		if (c == 'h' || c == OPT_HELP) {
+			fputs(usage_stacks, stdout);
+			return 0;
+		}
+		if ((rv = global_opt(o, c, usage_stacks)) != 1) {
+			if (rv != 0)
+				return rv;
+			continue;
+		}
+		switch (c) {
+		case OPT_HOST:
+			host = optarg;
+			break;
+		case OPT_FROM:
+			if ((rv = parse_time_arg("--from", optarg, usage_stacks, &from)) != 0)
+				return rv;
+			break;
+		case OPT_TO:
+			if ((rv = parse_time_arg("--to", optarg, usage_stacks, &to)) != 0)
+				return rv;
+			break;
+		case OPT_FOLDED:
+			folded = true;
+			break;
+		case OPT_LIMIT:
+			if ((rv = parse_limit_arg(optarg, usage_stacks, &limit)) != 0)
+				return rv;
+			break;
+		case ':':
+			usage_error(usage_stacks, "option %s needs a value", argv[optind - 1]);
+			return EXIT_USAGE;
+		default:
+			usage_error(usage_stacks, "unknown option \"%s\" for stacks", argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		usage_error(usage_stacks, "unexpected argument \"%s\"", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (host == NULL || host[0] == '\0') {
+		usage_error(usage_stacks, "stacks needs --host (a hostname, host_id or host_id prefix)");
+		return EXIT_USAGE;
+	}
+	if (to <= from) {
+		usage_error(usage_stacks, "--from must be before --to");
+		return EXIT_USAGE;
+	}
+	buf_add(&path, "/api/stacks?host=", 17);
+	url_escape(&path, host);
+	buf_printf(&path, "&from=%" PRId64 "&to=%" PRId64 "&limit=%ld", from, to, limit);
+	rv = request(o, path.p, &doc);
+	free(path.p);
+	if (rv != 0 || doc == NULL)
+		return rv;
+	stacks = json_object_get(doc, "stacks");
+	if (folded) {
+		/* folded lines are data for other tools: printed as sent, one
+		 * per line (the agent's frames hold no newlines) */
+		json_array_foreach (stacks, i, st) {
+			const char *text = jstr(st, "stack");
+			int64_t n = jint(st, "count", &ok);
+
+			if (text && ok && !strchr(text, '\n'))
+				printf("%s %" PRId64 "\n", text, n);
+		}
+	} else {
+		int64_t samples = jint(doc, "samples", &ok), total = 0;
+		char fb[40], tb[40], *name = cell_str(json_object_get(doc, "host"), "hostname", TEXT_WIDTH);
+		struct table t;
+
+		json_array_foreach (stacks, i, st)
+			total += jint(st, "count", &ok);
+		sh_format_time(from, fb, sizeof(fb));
+		sh_format_time(to, tb, sizeof(tb));
+		printf("%s, %s .. %s: %" PRId64 " summaries, %" PRId64 " samples, %zu distinct stacks\n\n",
+		       name, fb, tb, jint(doc, "summaries", &ok), samples, json_array_size(stacks));
+		free(name);
+		if (json_array_size(stacks) == 0) {
+			puts("no stacks in this range");
+		} else {
+			table_init(&t, ">SAMPLES|>%|STACK (comm;outermost;...;innermost)");
+			json_array_foreach (stacks, i, st) {
+				int64_t n = jint(st, "count", &ok);
+				char *cells[3];
+
+				if (i >= 50)
+					break;
+				cells[0] = fmt("%" PRId64, n);
+				cells[1] = fmt("%.1f", total ? 100.0 * (double)n / (double)total : 0.0);
+				cells[2] = safe_text(jstr(st, "stack"), 160);
+				table_row(&t, cells);
+			}
+			table_print(&t);
+			table_free(&t);
+			if (json_array_size(stacks) > 50)
+				printf("(50 of %zu stacks shown; --folded prints all)\n",
+				       json_array_size(stacks));
+		}
+	}
+	json_decref(doc);
+	return 0;
+}
+
 static int cmd_stats(struct opts *o, int argc, char **argv)
 {
 	json_t *doc;
@@ -1256,6 +1405,7 @@ static const struct command {
 	{"hosts", cmd_hosts, usage_hosts},
 	{"spikes", cmd_spikes, usage_spikes},
 	{"top", cmd_top, usage_top},
+	{"stacks", cmd_stacks, usage_stacks},
 	{"stats", cmd_stats, usage_stats},
 };
 
@@ -1295,7 +1445,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (optind >= argc) {
-		usage_error(usage_main, "no command given (hosts, spikes, top, stats)");
+		usage_error(usage_main, "no command given (hosts, spikes, top, stacks, stats)");
 		return EXIT_USAGE;
 	}
 	if (strcmp(argv[optind], "help") == 0) {
@@ -1313,7 +1463,7 @@ int main(int argc, char **argv)
 	if ((cmd = find_command(argv[optind])) == NULL) {
 		char *shown = safe_text(argv[optind], TEXT_WIDTH);
 
-		usage_error(usage_main, "no such command \"%s\" (hosts, spikes, top, stats)", shown);
+		usage_error(usage_main, "no such command \"%s\" (hosts, spikes, top, stacks, stats)", shown);
 		free(shown);
 		return EXIT_USAGE;
 	}

@@ -28,6 +28,9 @@
 #define TOP_WINDOW_MAX (3600 * SH_NS_PER_SEC)
 #define SPIKES_WINDOW_MAX (31 * 86400 * SH_NS_PER_SEC)
 #define HOST_ARG_MAX 255
+#define STACKS_LIMIT_DEFAULT 10000
+#define STACKS_LIMIT_MAX 1000000
+#define STACKS_RANGE_MAX (31 * 86400 * SH_NS_PER_SEC)
 
 /* TS turns a text parameter holding Unix ns into a timestamptz (PostgreSQL
  * keeps microseconds); NS turns a timestamptz column into Unix ns. */
@@ -98,18 +101,34 @@ static const char spikes_sql[] =
  * hostname match, which beats a prefix match; several hosts at the best
  * rank make the host ambiguous. Summaries are found through their start
  * (the partition key), assuming intervals shorter than an hour. */
+/* HOST_MATCH resolves parameter $1 (hostname, host_id or a unique host_id
+ * prefix) into CTE "best" with its match count in "n" (after CTE "a", which
+ * must define q and ql = lower(q)); HOST_STATUS is the HTTP status that
+ * follows from it, HOST_404 and HOST_409 the error documents. */
+#define HOST_MATCH \
+	" cand AS (SELECT h.host_id, h.hostname, h.last_boot_id," \
+	"  CASE WHEN h.host_id::text = a.ql THEN 1 WHEN lower(h.hostname) = a.ql THEN 2 ELSE 3 END AS rank" \
+	"  FROM hosts h, a" \
+	"  WHERE h.host_id::text = a.ql OR lower(h.hostname) = a.ql OR starts_with(h.host_id::text, a.ql))," \
+	" best AS (SELECT * FROM cand WHERE rank = (SELECT min(rank) FROM cand))," \
+	" n AS (SELECT count(*)::int AS n FROM best)"
+#define HOST_STATUS " CASE n.n WHEN 0 THEN 404 WHEN 1 THEN 200 ELSE 409 END"
+#define HOST_404 " json_build_object('error', format('no host matches \"%s\"', a.q))"
+#define HOST_409 \
+	" json_build_object(" \
+	"   'error', format('host \"%s\" is ambiguous: it matches %s hosts (%s); use a longer host_id prefix'," \
+	"    a.q, n.n, (SELECT string_agg(c.hostname || ' ' || c.host_id, ', ') FROM" \
+	"     (SELECT * FROM best ORDER BY hostname, host_id LIMIT 10) c))," \
+	"   'candidates', (SELECT json_agg(json_build_object('host_id', c.host_id, 'hostname', c.hostname))" \
+	"    FROM (SELECT * FROM best ORDER BY hostname, host_id LIMIT 100) c))"
+
 static const char top_sql[] =
 	"WITH a AS (SELECT $1::text AS q, lower($1::text) AS ql,"
 	"  " TS("$2") " AS t0, " TS("$3") " AS t1),"
-	" cand AS (SELECT h.host_id, h.hostname, h.last_boot_id,"
-	"  CASE WHEN h.host_id::text = a.ql THEN 1 WHEN lower(h.hostname) = a.ql THEN 2 ELSE 3 END AS rank"
-	"  FROM hosts h, a"
-	"  WHERE h.host_id::text = a.ql OR lower(h.hostname) = a.ql OR starts_with(h.host_id::text, a.ql)),"
-	" best AS (SELECT * FROM cand WHERE rank = (SELECT min(rank) FROM cand)),"
-	" n AS (SELECT count(*)::int AS n FROM best)"
-	" SELECT CASE n.n WHEN 0 THEN 404 WHEN 1 THEN 200 ELSE 409 END,"
+	HOST_MATCH
+	" SELECT" HOST_STATUS ","
 	" (CASE n.n"
-	"  WHEN 0 THEN json_build_object('error', format('no host matches \"%s\"', a.q))"
+	"  WHEN 0 THEN" HOST_404
 	"  WHEN 1 THEN (SELECT json_build_object("
 	"   'host', json_build_object('host_id', b.host_id, 'hostname', b.hostname,"
 	"    'kernel_release', (SELECT k.kernel_release FROM boots k WHERE k.host_id = b.host_id"
@@ -133,12 +152,33 @@ static const char top_sql[] =
 	"     ORDER BY " PROC_EVENT " DESC, p.start_time DESC, p.pid LIMIT $4::int) p), '[]'::json),"
 	"   'processes_limit', $4::int)"
 	"   FROM best b)"
-	"  ELSE json_build_object("
-	"   'error', format('host \"%s\" is ambiguous: it matches %s hosts (%s); use a longer host_id prefix',"
-	"    a.q, n.n, (SELECT string_agg(c.hostname || ' ' || c.host_id, ', ') FROM"
-	"     (SELECT * FROM best ORDER BY hostname, host_id LIMIT 10) c)),"
-	"   'candidates', (SELECT json_agg(json_build_object('host_id', c.host_id, 'hostname', c.hostname))"
-	"    FROM (SELECT * FROM best ORDER BY hostname, host_id LIMIT 100) c))"
+	"  ELSE" HOST_409
+	"  END)::text"
+	" FROM n, a";
+
+/* stacks_sql merges the top stacks of one host's summaries overlapping
+ * [$2, $3] (Unix ns): $1 host, $4 limit. */
+static const char stacks_sql[] =
+	"WITH a AS (SELECT $1::text AS q, lower($1::text) AS ql,"
+	"  " TS("$2") " AS t0, " TS("$3") " AS t1),"
+	HOST_MATCH ","
+	" s AS (SELECT s.* FROM summaries s, best b, a WHERE s.host_id = b.host_id"
+	"  AND s.ts_start < a.t1 AND s.ts_end > a.t0 AND s.ts_start > a.t0 - interval '1 hour')"
+	" SELECT" HOST_STATUS ","
+	" (CASE n.n"
+	"  WHEN 0 THEN" HOST_404
+	"  WHEN 1 THEN (SELECT json_build_object("
+	"   'host', json_build_object('host_id', b.host_id, 'hostname', b.hostname),"
+	"   'from_ns', $2::bigint, 'to_ns', $3::bigint,"
+	"   'summaries', (SELECT count(*) FROM s),"
+	"   'samples', (SELECT coalesce(sum(samples_total), 0) FROM s),"
+	"   'stacks', coalesce((SELECT json_agg(x ORDER BY x.count DESC, x.stack) FROM"
+	"    (SELECT k.folded AS stack, sum(u.c)::bigint AS count"
+	"     FROM s CROSS JOIN LATERAL unnest(s.stack_ids, s.stack_counts) AS u(id, c)"
+	"     JOIN stacks k ON k.stack_id = u.id"
+	"     GROUP BY k.folded ORDER BY 2 DESC, 1 LIMIT $4::int) x), '[]'::json))"
+	"   FROM best b)"
+	"  ELSE" HOST_409
 	"  END)::text"
 	" FROM n, a";
 
@@ -392,6 +432,39 @@ static void top_cb(struct agg_http_req *req, void *arg)
 	run_sql(q, req, top_sql, 4, params);
 }
 
+static void stacks_cb(struct agg_http_req *req, void *arg)
+{
+	struct agg_query *q = arg;
+	const char *host = agg_http_req_param(req, "host");
+	char from_s[24], to_s[24], limit_s[24];
+	const char *params[4] = {host, from_s, to_s, limit_s};
+	int64_t now = sh_now_wall_ns(), from, to;
+	int limit;
+
+	if (host == NULL || host[0] == '\0') {
+		agg_http_respond_error(req, 400,
+				       "missing parameter \"host\" (a hostname, host_id or host_id prefix)");
+		return;
+	}
+	if (strlen(host) > HOST_ARG_MAX) {
+		agg_http_respond_error(req, 400, "parameter \"host\" is longer than %d bytes",
+				       HOST_ARG_MAX);
+		return;
+	}
+	if (param_time(req, "from", now - 60 * SH_NS_PER_SEC, &from) < 0 ||
+	    param_time(req, "to", now, &to) < 0 ||
+	    param_limit(req, STACKS_LIMIT_DEFAULT, STACKS_LIMIT_MAX, &limit) < 0)
+		return;
+	if (to <= from || to - from > STACKS_RANGE_MAX) {
+		agg_http_respond_error(req, 400, "\"from\" must be before \"to\", at most 31 days apart");
+		return;
+	}
+	snprintf(from_s, sizeof(from_s), "%" PRId64, from);
+	snprintf(to_s, sizeof(to_s), "%" PRId64, to);
+	snprintf(limit_s, sizeof(limit_s), "%d", limit);
+	run_sql(q, req, stacks_sql, 4, params);
+}
+
 static void stats_cb(struct agg_http_req *req, void *arg)
 {
 	struct agg_query *q = arg;
@@ -427,6 +500,7 @@ int agg_query_register(struct agg_query *q, struct agg_http *http)
 		{"/api/hosts", hosts_cb},
 		{"/api/spikes", spikes_cb},
 		{"/api/top", top_cb},
+		{"/api/stacks", stacks_cb},
 		{"/api/stats", stats_cb},
 	};
 	size_t i;
