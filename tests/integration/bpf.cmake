@@ -16,3 +16,11 @@ if(TARGET spikehound-agent AND TARGET sampler_skel)
   set_tests_properties(bpf_record_burner PROPERTIES
     LABELS bpf TIMEOUT 120 SKIP_RETURN_CODE 77)
 endif()
+
+# The whole pipe: agent (BPF) -> nng -> aggregator -> PostgreSQL -> CLI.
+if(TARGET spikehound-agent AND TARGET spikehound-aggregator AND TARGET spikehound AND TARGET burner)
+  add_test(NAME e2e_stacks COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_e2e_stacks.sh $<TARGET_FILE:burner>)
+  set_tests_properties(e2e_stacks PROPERTIES
+    LABELS "e2e;bpf" TIMEOUT 120 SKIP_RETURN_CODE 77 FIXTURES_REQUIRED pg
+    ENVIRONMENT "SH_BUILD=${CMAKE_BINARY_DIR};SH_TEST_DSN_FILE=${CMAKE_BINARY_DIR}/pgtest/dsn")
+endif()

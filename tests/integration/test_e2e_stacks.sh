@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# test_e2e_stacks.sh: end to end through the whole pipe. The real agent
+# samples this machine while a frame-pointer CPU burner runs; its summaries
+# travel over nng to the real aggregator and PostgreSQL; then
+# `spikehound stacks --host <this host> --from -60s --to now --folded` must
+# return the burner's stacks with its hot function resolved.
+# Usage: test_e2e_stacks.sh BURNER   (env: SH_BUILD, SH_TEST_DSN_FILE)
+source "$(dirname "$0")/../scenarios/lib.sh"
+burner=$1
+sh_require_root_bpf
+sh_start
+host=$(hostname)
+
+sh_log "burning CPU 1 for 6 s with $burner"
+"$burner" 6 1 >/dev/null 2>&1 &
+bpid=$!
+SH_PIDS="$SH_PIDS $bpid"
+wait "$bpid" 2>/dev/null
+sleep 5 # the summary that covers the end of the burn, plus delivery
+
+out="$SH_DIR/stacks.folded"
+"$SH_CLI" --server "$SH_HTTP" stacks --host "$host" --from -60s --to now --folded >"$out" ||
+	sh_fail "spikehound stacks failed"
+total=$(awk '{s += $NF} END {print s + 0}' "$out")
+hot=$(grep -F 'spikehound_burn_hot' "$out" | awk '{s += $NF} END {print s + 0}')
+sh_log "stacks: $(wc -l <"$out") distinct, $total samples, $hot in spikehound_burn_hot"
+grep -F 'spikehound_burn_hot' "$out" | head -n 3
+[ "$hot" -ge 300 ] || sh_fail "expected >= 300 burner samples in spikehound_burn_hot (6 s at 99 Hz), got $hot"
+"$SH_CLI" --server "$SH_HTTP" stacks --host "$host" --from -60s | head -n 8
+echo PASS
