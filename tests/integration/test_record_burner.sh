@@ -34,7 +34,9 @@ prio=(nice -n -20)
 if command -v chrt >/dev/null && chrt -f 1 true 2>/dev/null; then
   prio=(chrt -f 1)
 fi
-"${prio[@]}" "$burner" $((secs + 3)) 1 &
+# It outlives the recordings (their start-up is slow in sanitizer builds)
+# and is stopped right after them.
+"${prio[@]}" "$burner" $((secs + 15)) 1 &
 bpid=$!
 sleep 0.5
 
@@ -45,6 +47,7 @@ fpid=$!
 jrc=$?
 wait $fpid
 frc=$?
+kill $bpid 2>/dev/null
 cat "$tmp/folded.err" "$tmp/json.err"
 [ $frc -eq 0 ] || fail "record --folded exited $frc"
 [ $jrc -eq 0 ] || fail "record --json exited $jrc"
