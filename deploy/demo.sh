@@ -57,8 +57,11 @@ echo
 echo "=== spikehound hosts ==="
 "$cli" hosts
 echo
-echo "=== spikehound top --host $(hostname) --at now --window 10s ==="
-"$cli" top --host "$(hostname)" --at now --window 10s | head -n 40
+echo "=== spikehound top --host $(hostname) --at now --window 10s --limit 15 ==="
+"$cli" top --host "$(hostname)" --at now --window 10s --limit 15
+echo
+echo "=== spikehound stacks --host $(hostname) --from -30s --limit 10 ==="
+"$cli" stacks --host "$(hostname)" --from -30s --limit 10
 echo
 echo "=== spikehound stats ==="
 "$cli" stats
