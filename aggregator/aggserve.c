@@ -122,6 +122,12 @@ static void maint_cb(uv_timer_t *t)
 	snprintf(ret, sizeof(ret), "%d", s->o->cfg->retention_days);
 	agg_db_query(s->maint_db, "SELECT sh_ensure_partitions(2, 3, $1::int)", 1, params,
 		     maint_done_cb, s);
+	/* processes are one row per (boot, pid, start): exited ones past
+	 * retention go (the time-partitioned tables drop whole days) */
+	agg_db_query(s->maint_db,
+		     "WITH d AS (DELETE FROM processes WHERE exit_time < now() - $1::int * interval '1 day'"
+		     " RETURNING 1) SELECT 0 - count(*) FROM d",
+		     1, params, maint_done_cb, s);
 }
 
 int agg_serve(const struct agg_serve_opts *o)
