@@ -44,6 +44,18 @@ static __always_inline void count(__u32 idx)
 		*v += 1; /* per-CPU slot, programs on one CPU do not nest here */
 }
 
+/* Waking the agent for every record costs it a context switch each
+ * (130/s on a 2-CPU host at 99 Hz): records are submitted without a
+ * wakeup, the agent drains the buffer on its own short timer, and only a
+ * buffer filling past a quarter forces a wakeup. */
+static __always_inline __u64 wakeup_flags(void)
+{
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+	__u64 size = bpf_ringbuf_query(&events, BPF_RB_RING_SIZE);
+
+	return avail > size / 4 ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 SEC("perf_event")
 int perf_cpu_clock(struct bpf_perf_event_data *ctx)
 {
@@ -107,7 +119,7 @@ int perf_cpu_clock(struct bpf_perf_event_data *ctx)
 		}
 	}
 
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;
 }
 
@@ -146,7 +158,7 @@ int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct li
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
 	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), bprm->filename) < 0)
 		e->filename[0] = '\0';
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;
 }
 
@@ -164,7 +176,7 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	e->pid = child->tgid;
 	e->ppid = parent->tgid;
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), child->comm);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;
 }
 
@@ -182,6 +194,6 @@ int BPF_PROG(sched_process_exit, struct task_struct *p)
 	e->ppid = p->real_parent->tgid;
 	e->exit_code = p->exit_code;
 	bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), p->comm);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;
 }

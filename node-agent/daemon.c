@@ -522,8 +522,9 @@ int agent_daemon_run(const struct agent_config *cfg)
 					break;
 				}
 			}
-			/* samples first, so an event's window finds them */
-			if (d.sampler && (n > 0 || nd))
+			/* samples first, so an event's window finds them; the
+			 * sampler does not wake us, so drain it every pass */
+			if (d.sampler)
 				agent_sampler_poll(d.sampler, 0);
 			if (nd)
 				agent_detectors_poll(d.detectors);

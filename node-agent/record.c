@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "fsutil.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -136,6 +137,7 @@ struct fold_map {
 	int err;
 	bool by_pid;
 	uint64_t *cpu_samples; /* per CPU, optional */
+	uint64_t *cpu_busy;    /* per CPU, samples not of the idle task (pid 0) */
 	size_t ncpu;
 };
 
@@ -159,6 +161,7 @@ static void fold_map_fini(struct fold_map *m)
 	free(m->by_id);
 	free(m->buf);
 	free(m->cpu_samples);
+	free(m->cpu_busy);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -228,8 +231,11 @@ static int fold_visit_cb(void *ctx, const struct agent_record *rec)
 	if (rec->type != AGENT_REC_SAMPLE)
 		return 0;
 	st = rec->sample.stack;
-	if (m->cpu_samples && rec->cpu < m->ncpu)
+	if (m->cpu_samples && rec->cpu < m->ncpu) {
 		m->cpu_samples[rec->cpu]++;
+		if (st->pid)
+			m->cpu_busy[rec->cpu]++;
+	}
 	if (m->by_pid) {
 		idx = fold_map_find(m, NULL, st->pid);
 		if (idx == NO_IDX)
@@ -555,8 +561,49 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: spikehound-agent record [--seconds N] [--folded | --json] [--hz F]\n"
 		   "                               [--cpu C] [--pid P] [--memory MIB]\n"
+		   "                               [--stats-every SECONDS]\n"
 		   "Samples every CPU's stacks (kernel and user) for N seconds and prints\n"
-		   "folded stacks (flamegraph.pl / speedscope) or JSON to stdout.\n");
+		   "folded stacks (flamegraph.pl / speedscope) or JSON to stdout.\n"
+		   "--stats-every prints a line of recorder, memory and symbolizer figures\n"
+		   "to stderr every SECONDS while recording.\n");
+}
+
+/* self_rss_kb returns this process's VmRSS in KiB (0 when unknown). */
+static unsigned long self_rss_kb(void)
+{
+	char buf[4096], *p;
+	unsigned long kb = 0;
+
+	if (sh_read_file("/proc/self/status", buf, sizeof(buf)) <= 0)
+		return 0;
+	p = strstr(buf, "\nVmRSS:");
+	if (p)
+		sscanf(p + 7, "%lu", &kb);
+	return kb;
+}
+
+/* print_stats prints one line of what the recording holds and costs so
+ * far; elapsed_s is the time since recording started. */
+static void print_stats(struct agent_recorder *rec, struct agent_symbolizer *sym,
+			struct agent_sampler *sampler, double elapsed_s)
+{
+	struct agent_recorder_stats rst;
+	struct agent_symbolizer_stats sst;
+	struct agent_sampler_health h;
+
+	agent_recorder_stats(rec, &rst);
+	agent_symbolizer_stats(sym, &sst);
+	agent_sampler_health(sampler, &h);
+	fprintf(stderr,
+		"record: stats t=%.1fs rss_kb=%lu bytes_used=%zu cap=%zu stack_bytes=%zu stacks=%zu"
+		" records=%zu held_s=%.1f dropped=%" PRIu64 " rejected=%" PRIu64
+		" samples=%" PRIu64 " lost=%" PRIu64 " proc_lost=%" PRIu64
+		" elf_files=%zu elf_bytes=%zu pid_maps=%zu maps_bytes=%zu"
+		" elf_loads=%" PRIu64 " maps_loads=%" PRIu64 "\n",
+		elapsed_s, self_rss_kb(), rst.bytes_used, rst.cap_bytes, rst.stack_bytes,
+		rst.stacks, rst.records, rst.seconds, rst.dropped_records, rst.rejected, h.samples,
+		h.samples_lost, h.proc_lost, sst.elf_files, sst.elf_bytes, sst.pid_maps,
+		sst.maps_bytes, sst.elf_loads, sst.maps_loads);
 }
 
 static int64_t cpu_time_ns(void)
@@ -603,7 +650,7 @@ int agent_record_main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },	     { "hz", required_argument, NULL, 'F' },
 		{ "cpu", required_argument, NULL, 'c' },     { "pid", required_argument, NULL, 'p' },
 		{ "memory", required_argument, NULL, 'm' },  { "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+		{ "stats-every", required_argument, NULL, 'S' }, { NULL, 0, NULL, 0 },
 	};
 	struct agent_sampler_opts sopts = { .cpu = -1 };
 	struct agent_symbolizer *sym = NULL;
@@ -613,15 +660,15 @@ int agent_record_main(int argc, char **argv)
 	struct agent_sampler_health h;
 	struct agent_recorder_stats rst;
 	struct sigaction sa, old_int, old_term;
-	long seconds = 10, hz = 99, cpu = -1, pid = 0, mib = 32;
+	long seconds = 10, hz = 99, cpu = -1, pid = 0, mib = 32, stats_every = 0;
 	bool json = false, handlers = false;
-	int64_t start, end, now, cpu0, offset;
+	int64_t start, end, now, cpu0, offset, next_stats = INT64_MAX;
 	double wall_s, cpu_pct;
 	struct fold_map m = { 0 };
 	int opt, err, status = 1;
 
 	optind = 0; /* glibc: full re-initialization, main() may have used getopt */
-	while ((opt = getopt_long(argc, argv, "s:fjF:c:p:m:h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:fjF:c:p:m:S:h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			if (parse_long(optarg, 1, 86400, &seconds) < 0)
@@ -647,6 +694,10 @@ int agent_record_main(int argc, char **argv)
 			break;
 		case 'm':
 			if (parse_long(optarg, 1, 1 << 16, &mib) < 0)
+				goto bad_arg;
+			break;
+		case 'S':
+			if (parse_long(optarg, 1, 86400, &stats_every) < 0)
 				goto bad_arg;
 			break;
 		case 'h':
@@ -700,8 +751,17 @@ int agent_record_main(int argc, char **argv)
 	cpu0 = cpu_time_ns();
 	start = sh_now_mono_ns();
 	end = start + seconds * SH_NS_PER_SEC;
+	if (stats_every) {
+		print_stats(rec, sym, sampler, 0.0);
+		next_stats = start + stats_every * SH_NS_PER_SEC;
+	}
 	while (!stop_requested && (now = sh_now_mono_ns()) < end) {
 		int64_t left_ms = (end - now) / SH_NS_PER_MS + 1;
+
+		if (now >= next_stats) {
+			print_stats(rec, sym, sampler, (double)(now - start) / 1e9);
+			next_stats += stats_every * SH_NS_PER_SEC;
+		}
 
 		err = agent_sampler_poll(sampler, left_ms < 200 ? (int)left_ms : 200);
 		if (err < 0 && err != -EINTR) {
@@ -711,6 +771,8 @@ int agent_record_main(int argc, char **argv)
 	}
 	agent_sampler_poll(sampler, 0); /* drain */
 	now = sh_now_mono_ns();
+	if (stats_every)
+		print_stats(rec, sym, sampler, (double)(now - start) / 1e9);
 	wall_s = (double)(now - start) / 1e9;
 	cpu_pct = 100.0 * (double)(cpu_time_ns() - cpu0) / (double)(now - start);
 	agent_sampler_health(sampler, &h);
@@ -751,17 +813,21 @@ int agent_record_main(int argc, char **argv)
 	memset(&m, 0, sizeof(m));
 	m.ncpu = 4096;
 	m.cpu_samples = calloc(m.ncpu, sizeof(*m.cpu_samples));
+	m.cpu_busy = calloc(m.ncpu, sizeof(*m.cpu_busy));
 	m.by_pid = true;
 	agent_recorder_stats(rec, &rst);
-	if (m.cpu_samples) {
+	if (m.cpu_samples && m.cpu_busy) {
 		/* Over what the recorder still holds when it had to drop. */
 		double span = rst.dropped_records && rst.seconds > 0 ? rst.seconds : wall_s;
 
 		agent_recorder_foreach(rec, INT64_MIN, INT64_MAX, fold_visit_cb, &m);
 		for (size_t c = 0; c < m.ncpu; c++)
 			if (m.cpu_samples[c])
-				fprintf(stderr, "record: cpu %zu: %" PRIu64 " samples, %.1f/s\n", c,
-					m.cpu_samples[c], (double)m.cpu_samples[c] / span);
+				fprintf(stderr,
+					"record: cpu %zu: %" PRIu64 " samples, %.1f/s; %" PRIu64
+					" not idle, %.1f/s\n",
+					c, m.cpu_samples[c], (double)m.cpu_samples[c] / span,
+					m.cpu_busy[c], (double)m.cpu_busy[c] / span);
 	}
 	fold_map_fini(&m);
 	fprintf(stderr,

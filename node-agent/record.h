@@ -27,6 +27,10 @@
  *   --cpu C       sample only CPU C
  *   --pid P       sample only process P
  *   --memory MIB  flight recorder cap (default 32)
+ *   --stats-every SECONDS  while recording, print one "record: stats ..."
+ *                 line every SECONDS to stderr (and one at start and end):
+ *                 recorder bytes used vs cap, interned stacks, records,
+ *                 seconds held, samples, VmRSS, symbolizer cache sizes
  * Output goes to stdout, statistics to stderr. Returns the exit status
  * (0 ok, 1 failure, 2 usage). */
 int agent_record_main(int argc, char **argv);

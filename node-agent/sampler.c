@@ -350,6 +350,16 @@ int agent_sampler_poll(struct agent_sampler *s, int timeout_ms)
 	if (timeout_ms < 0 || timeout_ms > s->opts.cpu_check_ms)
 		timeout_ms = s->opts.cpu_check_ms;
 	n = ring_buffer__poll(s->rb, timeout_ms);
+	/* records arrive without wakeups (see bpf/sampler.bpf.c): drain
+	 * whatever is there even when the wait ended by timeout */
+	if (n >= 0) {
+		int m = ring_buffer__consume(s->rb);
+
+		if (m > 0)
+			n += m;
+		else if (m < 0)
+			n = m;
+	}
 	return n;
 }
 
