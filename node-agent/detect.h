@@ -20,8 +20,9 @@ struct agent_events;
 struct agent_recorder;
 struct agent_symbolizer;
 
-/* struct agent_det_ctx is what every detector gets (borrowed, valid until
- * the detector's stop). */
+/* struct agent_det_ctx is what every detector gets: the struct itself is
+ * valid only during start (copy what you keep); the objects it points to
+ * live until the detector's stop. */
 struct agent_det_ctx {
 	const struct agent_config *cfg;
 	struct agent_events *events;  /* where detected spikes go */
