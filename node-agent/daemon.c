@@ -382,6 +382,10 @@ static int start_detectors(struct daemon *d)
 	ctx.wall_minus_mono_ns = sh_now_wall_ns() - sh_now_mono_ns();
 	if ((rv = agent_detectors_start(&ctx, &d->detectors)) != 0)
 		return rv;
+	/* the detectors' BPF programs are new kernel text: let kernel stacks
+	 * that pass through them resolve to them */
+	if (d->sym)
+		agent_symbolizer_reload_kernel(d->sym);
 	n = agent_detectors_running(d->detectors, names, sizeof(names));
 	if (n)
 		sh_info("spike detectors running: %s", names);

@@ -1154,6 +1154,16 @@ int agent_symbolizer_new(const struct agent_symbolizer_opts *opts, struct agent_
 	return 0;
 }
 
+int agent_symbolizer_reload_kernel(struct agent_symbolizer *s)
+{
+	free(s->ksyms);
+	free(s->knames);
+	s->ksyms = NULL;
+	s->knames = NULL;
+	s->nksyms = 0;
+	return kallsyms_load(s, "/proc/kallsyms");
+}
+
 void agent_symbolizer_free(struct agent_symbolizer *s)
 {
 	if (!s)

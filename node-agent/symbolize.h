@@ -54,6 +54,11 @@ struct agent_frame {
  * (agent_symbolizer_free) and 0 is returned; else a negative errno. */
 int agent_symbolizer_new(const struct agent_symbolizer_opts *opts, struct agent_symbolizer **out);
 
+/* agent_symbolizer_reload_kernel re-reads /proc/kallsyms, e.g. after BPF
+ * programs were loaded (they appear there as bpf_prog_* [bpf]); frames
+ * resolved earlier become invalid. Returns 0 or a negative errno. */
+int agent_symbolizer_reload_kernel(struct agent_symbolizer *s);
+
 /* agent_symbolizer_free frees s; NULL is a no-op. */
 void agent_symbolizer_free(struct agent_symbolizer *s);
 
