@@ -20,6 +20,7 @@
 #include "det_mmap_lock.h"
 #include "det_mmap_lock.skel.h"
 #include "events.h"
+#include "bpfutil.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -262,18 +263,7 @@ static int ringbuf_cb(void *arg, void *data, size_t size)
 
 static void sum_counters(struct det_mmap_lock *m, uint64_t *sums)
 {
-	int nr = libbpf_num_possible_cpus();
-	uint64_t *vals = nr > 0 ? calloc((size_t)nr, sizeof(*vals)) : NULL;
-	int fd = bpf_map__fd(m->skel->maps.counters);
-
-	memset(sums, 0, DET_MMAP_LOCK_CNT_MAX * sizeof(*sums));
-	for (uint32_t k = 0; vals && k < DET_MMAP_LOCK_CNT_MAX; k++) {
-		if (bpf_map_lookup_elem(fd, &k, vals) < 0)
-			continue;
-		for (int c = 0; c < nr; c++)
-			sums[k] += vals[c];
-	}
-	free(vals);
+	agent_bpf_percpu_sum(bpf_map__fd(m->skel->maps.counters), sums, DET_MMAP_LOCK_CNT_MAX);
 }
 
 static void mmap_lock_stop(void *state)

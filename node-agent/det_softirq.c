@@ -27,6 +27,7 @@
 #include "det_softirq.skel.h"
 #include "detect.h"
 #include "events.h"
+#include "bpfutil.h"
 #include "log.h"
 #include "timeutil.h"
 
@@ -266,21 +267,7 @@ static int ringbuf_cb(void *arg, void *data, size_t size)
 
 static void read_counters(struct det_softirq *s, uint64_t sums[SH_SIRQ_CNT_MAX])
 {
-	int nr = libbpf_num_possible_cpus();
-	uint64_t *vals;
-	int fd;
-
-	memset(sums, 0, SH_SIRQ_CNT_MAX * sizeof(*sums));
-	if (nr <= 0 || !(vals = calloc((size_t)nr, sizeof(*vals))))
-		return;
-	fd = bpf_map__fd(s->skel->maps.counters);
-	for (uint32_t k = 0; k < SH_SIRQ_CNT_MAX; k++) {
-		if (bpf_map_lookup_elem(fd, &k, vals) < 0)
-			continue;
-		for (int c = 0; c < nr; c++)
-			sums[k] += vals[c];
-	}
-	free(vals);
+	agent_bpf_percpu_sum(bpf_map__fd(s->skel->maps.counters), sums, SH_SIRQ_CNT_MAX);
 }
 
 static void softirq_stop(void *state)

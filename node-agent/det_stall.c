@@ -21,6 +21,7 @@
 #include "det_stall.skel.h"
 #include "detect.h"
 #include "events.h"
+#include "bpfutil.h"
 #include "log.h"
 #include "sampler.h" /* agent_parse_cpu_list */
 #include "timeutil.h"
@@ -163,21 +164,7 @@ cleanup:
 
 static void read_counters(struct det_stall *s, uint64_t sums[SH_STALL_CNT_MAX])
 {
-	int nr = libbpf_num_possible_cpus();
-	uint64_t *vals;
-	int fd;
-
-	memset(sums, 0, SH_STALL_CNT_MAX * sizeof(*sums));
-	if (nr <= 0 || !(vals = calloc((size_t)nr, sizeof(*vals))))
-		return;
-	fd = bpf_map__fd(s->skel->maps.counters);
-	for (uint32_t k = 0; k < SH_STALL_CNT_MAX; k++) {
-		if (bpf_map_lookup_elem(fd, &k, vals) < 0)
-			continue;
-		for (int c = 0; c < nr; c++)
-			sums[k] += vals[c];
-	}
-	free(vals);
+	agent_bpf_percpu_sum(bpf_map__fd(s->skel->maps.counters), sums, SH_STALL_CNT_MAX);
 }
 
 /* comm_copy makes a NUL-terminated copy of a kernel comm. */

@@ -16,6 +16,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "bpfutil.h"
 #include "log.h"
 #include "sampler.skel.h"
 #include "timeutil.h"
@@ -370,23 +371,10 @@ int agent_sampler_fd(const struct agent_sampler *s)
 
 void agent_sampler_health(const struct agent_sampler *s, struct agent_sampler_health *h)
 {
-	int nr = libbpf_num_possible_cpus();
-	uint64_t sums[SH_CNT_MAX] = { 0 };
-	uint64_t *vals;
+	uint64_t sums[SH_CNT_MAX];
 
 	memset(h, 0, sizeof(*h));
-	vals = nr > 0 ? calloc((size_t)nr, sizeof(*vals)) : NULL;
-	if (vals) {
-		int fd = bpf_map__fd(s->skel->maps.counters);
-
-		for (uint32_t k = 0; k < SH_CNT_MAX; k++) {
-			if (bpf_map_lookup_elem(fd, &k, vals) < 0)
-				continue;
-			for (int c = 0; c < nr; c++)
-				sums[k] += vals[c];
-		}
-		free(vals);
-	}
+	agent_bpf_percpu_sum(bpf_map__fd(s->skel->maps.counters), sums, SH_CNT_MAX);
 	h->samples = sums[SH_CNT_SAMPLES];
 	h->samples_lost = sums[SH_CNT_LOST];
 	h->kstack_errors = sums[SH_CNT_KSTACK_ERR];
