@@ -20,6 +20,7 @@ function(bpf_skeleton name)
     OUTPUT ${obj}
     COMMAND ${BPF_CLANG} -g -O2 -target bpf -D__TARGET_ARCH_${target_arch}
             -I${PROJECT_SOURCE_DIR}/bpf -I${PROJECT_SOURCE_DIR}/bpf/vmlinux
+            -idirafter /usr/include/${CMAKE_LIBRARY_ARCHITECTURE}
             -Wall -Wno-unused-function -c ${src} -o ${obj}
     DEPENDS ${src} ${bpf_headers} ${PROJECT_SOURCE_DIR}/bpf/vmlinux/vmlinux.h
     COMMENT "clang -target bpf ${name}.bpf.c")

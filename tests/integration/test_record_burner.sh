@@ -34,6 +34,18 @@ prio=(nice -n -20)
 if command -v chrt >/dev/null && chrt -f 1 true 2>/dev/null; then
   prio=(chrt -f 1)
 fi
+# One more attempt when the attribution misses only because other load
+# (another job on a shared machine) took part of CPU 1.
+soft_fail() {
+  if [ "$try" -lt 2 ]; then
+    echo "attempt $try: $*: measuring again"
+    again=1
+  else
+    fail "$*"
+  fi
+}
+for try in 1 2; do
+again=0
 # It outlives the recordings (their start-up is slow in sanitizer builds)
 # and is stopped right after them.
 "${prio[@]}" "$burner" $((secs + 15)) 1 &
@@ -62,17 +74,19 @@ read -r total hot <<<"$(awk '{ t += $NF } /^burner;/ && /;spikehound_burn_hot[; 
                             END { printf "%d %d\n", t, h }' "$tmp/folded")"
 echo "cpu 1: $total samples in ${secs} s (expected ~$((99 * secs))), burner in spikehound_burn_hot: $hot"
 [ "$total" -ge $((99 * secs * 7 / 10)) ] || fail "too few samples on the busy CPU: $total"
-[ $((hot * 100)) -ge $((total * 80)) ] || fail "burner attribution $((hot * 100 / total))% < 80%"
+[ $((hot * 100)) -ge $((total * 80)) ] || soft_fail "burner attribution $((hot * 100 / total))% < 80%"
 echo "burner attribution: $((hot * 100 / total))%"
 
+[ "$again" -eq 1 ] && continue
 # JSON: one sample per line; check CPU 1 there too, and kernel symbols.
+[ "$again" -eq 1 ] && continue
 grep -q '"clock_offset_ns"' "$tmp/json" || fail "json header missing"
 grep -q '"events":\[' "$tmp/json" || fail "json events missing"
 grep '"kernel_stack":' "$tmp/json" | grep '"cpu":1,"pid"' >"$tmp/cpu1"
 jtotal=$(wc -l <"$tmp/cpu1")
 jhot=$(grep '"comm":"burner"' "$tmp/cpu1" | grep -c '"name":"spikehound_burn_hot"')
 echo "json: cpu 1 samples $jtotal, burner hot $jhot"
-[ "$jtotal" -gt 0 ] && [ $((jhot * 100)) -ge $((jtotal * 80)) ] || fail "json burner attribution too low"
+[ "$jtotal" -gt 0 ] && [ $((jhot * 100)) -ge $((jtotal * 80)) ] || soft_fail "json burner attribution too low"
 sed -n 's/.*"kernel_stack":\(.*\),"user_stack":.*/\1/p' "$tmp/json" |
   grep -o '"name":"[^"]*"' | sed 's/"name":"//; s/"$//' | sort -u >"$tmp/kframes"
 awk 'NR == FNR { if ($2 ~ /^[tTwW]$/) k[$3] = 1; next }
@@ -80,4 +94,7 @@ awk 'NR == FNR { if ($2 ~ /^[tTwW]$/) k[$3] = 1; next }
      END { print "kernel frames symbolized: " n + 0; exit !(n >= 5) }' /proc/kallsyms "$tmp/kframes" ||
   fail "kernel frames not symbolized"
 grep -q '"build_id":"[0-9a-f]*"' "$tmp/json" || fail "no build id on user frames"
+[ "$again" -eq 1 ] && continue
+break
+done
 echo "PASS"
