@@ -698,6 +698,27 @@ static json_t *health_json(const Spikehound__AgentHealth *h)
 			 "agent_rss_kb", (json_int_t)h->agent_rss_kb);
 }
 
+/* histograms_json is the summary's latency histograms keyed by kind. */
+static json_t *histograms_json(const Spikehound__Summary *s)
+{
+	json_t *o = json_object();
+
+	for (size_t i = 0; o && i < s->n_histograms; i++) {
+		const Spikehound__Histogram *h = s->histograms[i];
+		json_t *b = json_array();
+
+		for (size_t k = 0; b && k < h->n_buckets; k++)
+			json_array_append_new(b, json_integer((json_int_t)(h->buckets[k] > INT64_MAX ?
+										   INT64_MAX : h->buckets[k])));
+		json_object_set_new(o, h->kind,
+				    json_pack("{sosIsI}", "buckets", b, "count",
+					      (json_int_t)(h->count > INT64_MAX ? INT64_MAX : h->count),
+					      "sum_ns",
+					      (json_int_t)(h->sum_ns > INT64_MAX ? INT64_MAX : h->sum_ns)));
+	}
+	return o;
+}
+
 /* stack_id is the dictionary key of a folded stack. */
 static int64_t stack_id(const char *folded)
 {
@@ -757,6 +778,7 @@ static void stage_stacks(struct batch *b, const Spikehound__Summary *s)
 	}
 	agg_copybuf_array_end(c);
 	agg_copybuf_i64(c, (int64_t)total);
+	copy_json(c, histograms_json(s));
 }
 
 static void stage_summary(struct batch *b, const Spikehound__AgentMessage *m)
@@ -1098,7 +1120,8 @@ static void build_copy_sql(struct agg_ingest *ing)
 	for (size_t k = 0; k < sizeof(mcols) / sizeof(mcols[0]); k++)
 		n += (size_t)snprintf(s + n, sizeof(ing->copy_sql[2]) - n, ", m_%s", mcols[k].name);
 	snprintf(s + n, sizeof(ing->copy_sql[2]) - n,
-		 ", stack_ids, stack_counts, proc_pids, proc_comms, proc_samples, samples_total)"
+		 ", stack_ids, stack_counts, proc_pids, proc_comms, proc_samples, samples_total,"
+		 " histograms)"
 		 " FROM STDIN");
 	snprintf(ing->copy_sql[3], sizeof(ing->copy_sql[3]), "COPY st_proc FROM STDIN");
 	snprintf(ing->copy_sql[4], sizeof(ing->copy_sql[4]), "COPY st_event FROM STDIN");

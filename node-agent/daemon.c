@@ -3,6 +3,7 @@
  * interval; the sender thread delivers what the spool holds. The spool is
  * the only thing the two share. */
 #include "daemon.h"
+#include "det_runq.h"
 #include "detect.h"
 #include "events.h"
 
@@ -165,6 +166,7 @@ static void emit_summary(struct daemon *d, int64_t end_ns)
 	Spikehound__Summary s = SPIKEHOUND__SUMMARY__INIT;
 	Spikehound__AgentHealth h = SPIKEHOUND__AGENT_HEALTH__INIT;
 	Spikehound__MetricSecond **secs = NULL;
+	Spikehound__Histogram *hist = NULL;
 	Spikehound__Process **started = NULL, **exited = NULL, **snap = NULL, *snap_items = NULL;
 	const struct agent_proc *const *live = NULL;
 	size_t n_live = 0, len;
@@ -223,6 +225,13 @@ static void emit_summary(struct daemon *d, int64_t end_ns)
 		h.recorder_seconds = (float)rs.seconds;
 		h.recorder_bytes = rs.bytes_used;
 	}
+	/* latency histograms of the interval (fixed buckets: they add up
+	 * across hosts) */
+	if (agent_detectors_state(d->detectors, "runq") &&
+	    agent_det_runq_histogram(agent_detectors_state(d->detectors, "runq"), &hist) == 0) {
+		s.histograms = &hist;
+		s.n_histograms = 1;
+	}
 	if (d->events) {
 		struct agent_events_stats es;
 
@@ -271,6 +280,8 @@ cleanup:
 	free(exited);
 	free(snap);
 	free(snap_items);
+	if (hist)
+		spikehound__histogram__free_unpacked(hist, NULL);
 	agent_record_free_stacks(s.stacks, s.n_stacks);
 	agent_record_free_proc_samples(s.proc_samples, s.n_proc_samples);
 	list_clear(&d->started);

@@ -150,6 +150,14 @@ size_t agent_detectors_running(const struct agent_detectors *d, char *buf, size_
 	return d ? d->n : 0;
 }
 
+void *agent_detectors_state(const struct agent_detectors *d, const char *name)
+{
+	for (size_t i = 0; d && i < d->n; i++)
+		if (strcmp(d->run[i].ops->name, name) == 0)
+			return d->run[i].state;
+	return NULL;
+}
+
 void agent_detectors_stop(struct agent_detectors *d)
 {
 	if (!d)

@@ -69,6 +69,11 @@ void agent_detectors_tick(struct agent_detectors *d, int64_t wall_ns);
  * names, comma separated, into buf. */
 size_t agent_detectors_running(const struct agent_detectors *d, char *buf, size_t len);
 
+/* agent_detectors_state returns the state of the running detector name
+ * (for detector-specific calls such as agent_det_runq_histogram), or NULL
+ * when it does not run. */
+void *agent_detectors_state(const struct agent_detectors *d, const char *name);
+
 /* agent_detectors_stop stops all and frees d; NULL is a no-op. */
 void agent_detectors_stop(struct agent_detectors *d);
 
