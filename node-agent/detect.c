@@ -95,6 +95,10 @@ int agent_detectors_start(const struct agent_det_ctx *ctx, struct agent_detector
 		if (!ops || !agent_detector_enabled(ctx->cfg, ops->name))
 			continue;
 		rv = ops->start(ctx, &state);
+		if (rv == -ENODATA) {
+			sh_info("detector \"%s\" has nothing to watch (not configured)", ops->name);
+			continue;
+		}
 		if (rv != 0) {
 			sh_warn("detector \"%s\" not running: %s", ops->name, strerror(-rv));
 			continue;
