@@ -31,6 +31,7 @@
 #include "detect.h"
 #include "events.h"
 #include "log.h"
+#include "procs.h"
 #include "symbolize.h"
 #include "timeutil.h"
 
@@ -70,44 +71,6 @@ static const char *compact_status(int64_t s)
 	return s >= 0 && s < (int64_t)(sizeof(names) / sizeof(names[0])) ? names[s] : "unknown";
 }
 
-/* read_cgroup returns pid's cgroup path for the v1 controller ctrl (the
- * v2 path when ctrl has no v1 hierarchy), malloc'd, or NULL. */
-static char *read_cgroup(uint32_t pid, const char *ctrl)
-{
-	char path[64], line[4096], *v2 = NULL, *found = NULL;
-	size_t clen = strlen(ctrl);
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%u/cgroup", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return NULL;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char *ctrls = strchr(line, ':'), *p;
-
-		if (!ctrls || !(p = strchr(ctrls + 1, ':')))
-			continue;
-		*p++ = '\0';
-		p[strcspn(p, "\n")] = '\0';
-		ctrls++;
-		if (ctrls[0] == '\0') {
-			if (!v2)
-				v2 = strdup(p);
-			continue;
-		}
-		for (char *c = ctrls; c && *c; c = strchr(c, ',') ? strchr(c, ',') + 1 : NULL)
-			if (strncmp(c, ctrl, clen) == 0 && (c[clen] == ',' || c[clen] == '\0')) {
-				found = strdup(p);
-				break;
-			}
-	}
-	fclose(f);
-	if (found) {
-		free(v2);
-		return found;
-	}
-	return v2;
-}
 
 static void str_copy(char *dst, size_t cap, const char *src, size_t n)
 {
@@ -240,7 +203,7 @@ static int set_victim(struct reclaim_state *st, Spikehound__SpikeEvent *ev,
 		      const struct sh_reclaim_event *e)
 {
 	char comm[SH_RECLAIM_COMM_LEN + 1], memcg[SH_RECLAIM_NAME_LEN + 1];
-	char *cg = read_cgroup(e->pid, "memory");
+	char *cg = agent_proc_cgroup(e->pid, "memory");
 	Spikehound__Task *t;
 	int rv;
 

@@ -39,6 +39,7 @@
 #include "detect.h"
 #include "events.h"
 #include "log.h"
+#include "procs.h"
 #include "symbolize.h"
 #include "timeutil.h"
 
@@ -138,44 +139,6 @@ static const char *waker_context(const Spikehound__Task *t, uint16_t bpf_ctx)
 	return t->n_kernel_stack ? "task" : "unknown";
 }
 
-/* read_cgroup returns pid's cgroup path for the v1 controller ctrl (the
- * v2 path when ctrl has no v1 hierarchy), malloc'd, or NULL. */
-static char *read_cgroup(uint32_t pid, const char *ctrl)
-{
-	char path[64], line[4096], *v2 = NULL, *found = NULL;
-	size_t clen = strlen(ctrl);
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%u/cgroup", pid);
-	f = fopen(path, "re");
-	if (!f)
-		return NULL;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char *ctrls = strchr(line, ':'), *p;
-
-		if (!ctrls || !(p = strchr(ctrls + 1, ':')))
-			continue;
-		*p++ = '\0';
-		p[strcspn(p, "\n")] = '\0';
-		ctrls++;
-		if (ctrls[0] == '\0') {
-			if (!v2)
-				v2 = strdup(p);
-			continue;
-		}
-		for (char *c = ctrls; c && *c; c = strchr(c, ',') ? strchr(c, ',') + 1 : NULL)
-			if (strncmp(c, ctrl, clen) == 0 && (c[clen] == ',' || c[clen] == '\0')) {
-				found = strdup(p);
-				break;
-			}
-	}
-	fclose(f);
-	if (found) {
-		free(v2);
-		return found;
-	}
-	return v2;
-}
 
 /* set_cgroup sets t's cgroup to pid's cpu controller path (cached). */
 static void set_cgroup(struct runq_state *st, Spikehound__Task *t, uint32_t pid)
@@ -190,7 +153,7 @@ static void set_cgroup(struct runq_state *st, Spikehound__Task *t, uint32_t pid)
 		free(c->path);
 		c->pid = pid;
 		c->read_ns = now;
-		c->path = read_cgroup(pid, "cpu");
+		c->path = agent_proc_cgroup(pid, "cpu");
 	}
 	if (c->path && (cg = strdup(c->path))) {
 		free(t->cgroup);

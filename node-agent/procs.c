@@ -510,3 +510,42 @@ void agent_proc_to_process(const struct agent_proc *r, Spikehound__Process *out)
 	out->exit_time_ns = r->exit_time_ns;
 	out->uid = r->uid;
 }
+
+/* agent_proc_cgroup returns pid's cgroup path for the v1 controller ctrl (the
+ * v2 path when ctrl has no v1 hierarchy), malloc'd, or NULL. */
+char *agent_proc_cgroup(uint32_t pid, const char *ctrl)
+{
+	char path[64], line[4096], *v2 = NULL, *found = NULL;
+	size_t clen = strlen(ctrl);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%u/cgroup", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return NULL;
+	while (!found && fgets(line, sizeof(line), f)) {
+		char *ctrls = strchr(line, ':'), *p;
+
+		if (!ctrls || !(p = strchr(ctrls + 1, ':')))
+			continue;
+		*p++ = '\0';
+		p[strcspn(p, "\n")] = '\0';
+		ctrls++;
+		if (ctrls[0] == '\0') {
+			if (!v2)
+				v2 = strdup(p);
+			continue;
+		}
+		for (char *c = ctrls; c && *c; c = strchr(c, ',') ? strchr(c, ',') + 1 : NULL)
+			if (strncmp(c, ctrl, clen) == 0 && (c[clen] == ',' || c[clen] == '\0')) {
+				found = strdup(p);
+				break;
+			}
+	}
+	fclose(f);
+	if (found) {
+		free(v2);
+		return found;
+	}
+	return v2;
+}

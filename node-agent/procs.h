@@ -109,6 +109,11 @@ size_t agent_procs_count(const struct agent_procs *p);
  * spikehound__process__free_unpacked. */
 void agent_proc_to_process(const struct agent_proc *r, Spikehound__Process *out);
 
+/* agent_proc_cgroup returns pid's cgroup path (from /proc, for
+ * detectors) for the v1 controller ctrl, or the v2 path when ctrl has no
+ * v1 hierarchy; malloc'd (caller frees), or NULL. */
+char *agent_proc_cgroup(uint32_t pid, const char *ctrl);
+
 /* agent_procs_fini frees every record and array; safe on a zeroed or
  * failed-init struct and idempotent. */
 void agent_procs_fini(struct agent_procs *p);
