@@ -10,7 +10,7 @@ PKGS=(
   libnng-dev protobuf-c-compiler libprotobuf-c-dev
   libuv1-dev libpq-dev postgresql-15 postgresql-client-15
   libjansson-dev libinih-dev uthash-dev libzstd-dev libcmocka-dev
-  linux-perf procps util-linux iproute2 curl
+  linux-perf procps util-linux iproute2 curl libc6-dbg
 )
 
 if [ "$(id -u)" -ne 0 ]; then

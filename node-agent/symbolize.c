@@ -477,10 +477,14 @@ static void elf_file_free(struct elf_file *ef)
 }
 
 /* elf_parse reads the program headers and function symbols of e. */
-static struct elf_file *elf_parse(Elf *e, const struct elf_key *key)
+/* elf_parse reads e's loadable segments and its function symbols: .symtab,
+ * else dbg's .symtab (dbg: the separate debug file of a stripped binary,
+ * may be NULL), else .dynsym. */
+static struct elf_file *elf_parse(Elf *e, Elf *dbg, const struct elf_key *key)
 {
 	struct elf_file *ef = calloc(1, sizeof(*ef));
 	Elf_Scn *scn = NULL, *symtab = NULL, *dynsym = NULL, *use;
+	Elf *src = e;
 	size_t nphdr = 0, names_len = 0, names_cap = 0, cap = 0;
 	GElf_Shdr sh;
 
@@ -510,6 +514,15 @@ static struct elf_file *elf_parse(Elf *e, const struct elf_key *key)
 		else if (sh.sh_type == SHT_DYNSYM)
 			dynsym = scn;
 	}
+	if (!symtab && dbg) {
+		for (scn = NULL; (scn = elf_nextscn(dbg, scn)) != NULL;) {
+			if (gelf_getshdr(scn, &sh) && sh.sh_type == SHT_SYMTAB) {
+				symtab = scn;
+				src = dbg;
+				break;
+			}
+		}
+	}
 	use = symtab ? symtab : dynsym;
 	if (use && gelf_getshdr(use, &sh) && sh.sh_entsize) {
 		Elf_Data *d = elf_getdata(use, NULL);
@@ -527,7 +540,7 @@ static struct elf_file *elf_parse(Elf *e, const struct elf_key *key)
 			if ((type != STT_FUNC && type != STT_GNU_IFUNC) || sym.st_shndx == SHN_UNDEF ||
 			    !sym.st_value)
 				continue;
-			name = elf_strptr(e, sh.sh_link, sym.st_name);
+			name = elf_strptr(src, sh.sh_link, sym.st_name);
 			if (!name || !*name)
 				continue;
 			if (ef->nsyms == cap) {
@@ -751,7 +764,32 @@ static struct elf_file *map_resolve_elf(struct agent_symbolizer *s, const struct
 	file_id_remember(s, m->dev, m->ino, &key);
 	ef = elf_find(s, &key);
 	if (!ef) {
-		ef = elf_parse(e, &key);
+		Elf *dbg = NULL;
+		int dfd = -1;
+
+		/* a stripped binary's symbols may be in its separate debug file
+		 * (Debian's *-dbg / -dbgsym packages), found by build id */
+		if (key.kind == 1 && key.len > 1) {
+			char path[128];
+			int n = snprintf(path, sizeof(path), "/usr/lib/debug/.build-id/%02x/", key.bytes[0]);
+
+			for (int i = 1; i < key.len && n < (int)sizeof(path) - 3; i++)
+				n += snprintf(path + n, sizeof(path) - (size_t)n, "%02x", key.bytes[i]);
+			snprintf(path + n, sizeof(path) - (size_t)n, ".debug");
+			dfd = open(path, O_RDONLY | O_CLOEXEC);
+			if (dfd >= 0) {
+				dbg = elf_begin(dfd, ELF_C_READ_MMAP, NULL);
+				if (dbg && elf_kind(dbg) != ELF_K_ELF) {
+					elf_end(dbg);
+					dbg = NULL;
+				}
+			}
+		}
+		ef = elf_parse(e, dbg, &key);
+		if (dbg)
+			elf_end(dbg);
+		if (dfd >= 0)
+			close(dfd);
 		if (ef) {
 			s->elf_loads++;
 			elf_insert(s, ef);
