@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int agent_bpf_percpu_sum(int map_fd, uint64_t *sums, size_t n)
 {
@@ -23,4 +24,16 @@ int agent_bpf_percpu_sum(int map_fd, uint64_t *sums, size_t n)
 	}
 	free(vals);
 	return 0;
+}
+
+bool agent_perf_event_stopped(int pfd, uint64_t *enabled_ns)
+{
+	uint64_t v[2]; /* value, time_enabled */
+	bool stopped;
+
+	if (read(pfd, v, sizeof(v)) != (ssize_t)sizeof(v))
+		return false;
+	stopped = *enabled_ns && v[1] == *enabled_ns;
+	*enabled_ns = v[1];
+	return stopped;
 }

@@ -111,15 +111,7 @@ static void detach_cpu(struct det_stall *s, int cpu)
  * stays off for good). */
 static bool event_stopped(struct det_stall *s, int cpu)
 {
-	struct stall_cpu *c = &s->cpus[cpu];
-	uint64_t v[2]; /* value, time_enabled */
-	bool stopped;
-
-	if (read(c->pfd, v, sizeof(v)) != (ssize_t)sizeof(v))
-		return false;
-	stopped = c->enabled_ns && v[1] == c->enabled_ns;
-	c->enabled_ns = v[1];
-	return stopped;
+	return agent_perf_event_stopped(s->cpus[cpu].pfd, &s->cpus[cpu].enabled_ns);
 }
 
 /* sync_cpus attaches the sentinel to every online CPU and detaches it

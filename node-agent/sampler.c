@@ -143,15 +143,7 @@ static void detach_cpu(struct agent_sampler *s, int cpu)
  * checks, which leaves the old event off for good. */
 static bool event_stalled(struct agent_sampler *s, int cpu)
 {
-	struct cpu_slot *c = &s->cpus[cpu];
-	uint64_t v[2]; /* value, time_enabled */
-	bool stalled;
-
-	if (read(c->pfd, v, sizeof(v)) != (ssize_t)sizeof(v))
-		return false;
-	stalled = c->enabled_ns && v[1] == c->enabled_ns;
-	c->enabled_ns = v[1];
-	return stalled;
+	return agent_perf_event_stopped(s->cpus[cpu].pfd, &s->cpus[cpu].enabled_ns);
 }
 
 int agent_sampler_sync_cpus(struct agent_sampler *s)
