@@ -1,0 +1,167 @@
+/* cli.h: what the spikehound CLI's commands share (cli_util.c): error and
+ * usage messages, growing buffers, terminal-safe text (strings from agents
+ * are untrusted: control characters, C1 controls and bidi overrides are
+ * shown escaped), aligned tables, cells formatted from JSON values, one
+ * HTTP request to the aggregator's query API, and the options every command
+ * accepts. cli.c holds main() and the command table; a command lives in
+ * cli.c or in its own cli_<name>.c and is declared below.
+ *
+ * Strings returned as char * are malloc'd: the caller frees them.
+ */
+#ifndef AGG_CLI_H
+#define AGG_CLI_H
+
+#include <getopt.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+#define DEFAULT_SERVER "http://127.0.0.1:7471"
+#define DEFAULT_TIMEOUT (10 * SH_NS_PER_SEC)
+#define CMDLINE_WIDTH 80
+#define EVIDENCE_WIDTH 60
+#define TEXT_WIDTH 40
+#define MAXCOLS 20
+
+/* cli_time_formats and cli_duration_formats describe what TIME and DUR
+ * arguments accept, for error messages. */
+extern const char cli_time_formats[];
+extern const char cli_duration_formats[];
+
+/* cli_usage_main is the program's --help text (cli.c). */
+extern const char cli_usage_main[];
+
+/* struct cli_opts: the options every command accepts. */
+struct cli_opts {
+	const char *server;
+	bool json;
+	int64_t timeout_ns;
+};
+
+/* struct cli_buf is a growing text buffer; zero-initialize it. Allocation
+ * failure aborts the program (a CLI has nothing better to do). */
+struct cli_buf {
+	char *p;
+	size_t len, cap;
+};
+
+/* struct cli_table collects rows of safe texts and prints them aligned. */
+struct cli_table {
+	int ncols;
+	const char *head[MAXCOLS];
+	bool right[MAXCOLS]; /* right-aligned (numbers) */
+	char **cells;        /* nrows * ncols, safe texts */
+	size_t nrows, cap;
+};
+
+/* Long option values: commands add theirs after OPT_HELP (OPT_CMD and up). */
+enum {
+	OPT_SERVER = 256,
+	OPT_JSON,
+	OPT_TIMEOUT,
+	OPT_AT,
+	OPT_WINDOW,
+	OPT_HOST,
+	OPT_LIMIT,
+	OPT_HELP,
+	OPT_CMD = 300,
+};
+
+/* GLOBAL_LONGOPTS are the struct option entries of cli_global_opt's options. */
+#define GLOBAL_LONGOPTS                                                               \
+	{"server", required_argument, NULL, OPT_SERVER},                              \
+		{"json", no_argument, NULL, OPT_JSON},                                \
+		{"timeout", required_argument, NULL, OPT_TIMEOUT},                    \
+		{"help", no_argument, NULL, OPT_HELP}
+
+/* cli_usage_error prints "spikehound: <message>", usage's first line and
+ * where to find more, to stderr. */
+void cli_usage_error(const char *usage, const char *fmt, ...)
+		__attribute__((format(printf, 2, 3)));
+
+/* cli_error prints "spikehound: <message>" to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* cli_buf_add appends n bytes of s to b (kept NUL-terminated). */
+void cli_buf_add(struct cli_buf *b, const char *s, size_t n);
+
+/* cli_buf_printf appends formatted text to b. */
+void cli_buf_printf(struct cli_buf *b, const char *fmt, ...)
+		__attribute__((format(printf, 2, 3)));
+
+/* cli_buf_take returns b's text (caller frees; "" when empty) and resets b. */
+char *cli_buf_take(struct cli_buf *b);
+
+/* cli_safe_text returns s with unsafe characters escaped, cut to maxw
+ * columns with "..." (0: no limit). */
+char *cli_safe_text(const char *s, size_t maxw);
+
+/* cli_text_width returns the display width of a safe text. */
+size_t cli_text_width(const char *s);
+
+/* cli_table_init sets t's columns from spec: "HEAD|>NUM|..." ('>'
+ * right-aligns). */
+void cli_table_init(struct cli_table *t, const char *spec);
+
+/* cli_table_row appends a row; takes ownership of cells[0..ncols-1] (not of
+ * cells). */
+void cli_table_row(struct cli_table *t, char **cells);
+
+/* cli_table_print prints the header and rows aligned to stdout. */
+void cli_table_print(struct cli_table *t);
+
+/* cli_table_free frees t's cells. */
+void cli_table_free(struct cli_table *t);
+
+/* cli_fmt returns the formatted text. */
+char *cli_fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
+/* cli_jint reads an integer member (*ok false when missing or not a number). */
+int64_t cli_jint(json_t *o, const char *key, bool *ok);
+
+/* cli_jstr returns a string member, borrowed, or "" when missing. */
+const char *cli_jstr(json_t *o, const char *key);
+
+/* cli_jnum reads a number member; false when missing. */
+bool cli_jnum(json_t *o, const char *key, double *v);
+
+/* Cells (safe texts) from JSON members and values. */
+char *cli_cell_str(json_t *o, const char *key, size_t maxw);
+char *cli_cell_time(int64_t ns);  /* 2025-11-22 10:21:07.250 UTC */
+char *cli_cell_clock(int64_t ns); /* 10:21:07 */
+char *cli_cell_fixed(json_t *o, const char *key, int decimals);
+char *cli_cell_count(json_t *o, const char *key); /* 1.2k, 3.4M */
+char *cli_cell_kb(double kb);
+char *cli_fmt_age(int64_t d_ns);    /* "3s ago" */
+char *cli_fmt_duration(int64_t ns); /* "12.5ms" */
+char *cli_human(double v, double base, const char *const *suffix);
+
+/* cli_url_escape appends s percent-encoded for a query string. */
+void cli_url_escape(struct cli_buf *b, const char *s);
+
+/* cli_request GETs path_query from the aggregator and parses the JSON
+ * answer into *doc (caller decrefs). With o->json it prints the answer to
+ * stdout as is and leaves *doc NULL. Errors are printed. Returns 0 or
+ * EXIT_RUNTIME. */
+int cli_request(const struct cli_opts *o, const char *path_query, json_t **doc);
+
+/* cli_global_opt handles a getopt result of GLOBAL_LONGOPTS; returns 0, 1
+ * when c is not a global option, or EXIT_USAGE (message printed). */
+int cli_global_opt(struct cli_opts *o, int c, const char *usage);
+
+/* cli_parse_time, cli_parse_window and cli_parse_limit parse an option's
+ * value; 0 or EXIT_USAGE (message printed). */
+int cli_parse_time(const char *name, const char *s, const char *usage, int64_t *ns);
+int cli_parse_window(const char *s, const char *usage, int64_t *ns);
+int cli_parse_limit(const char *s, const char *usage, long *limit);
+
+/* cli_parse_cmd_opts runs getopt over a command's arguments for the
+ * common options --at, --window, --host, --limit (NULL pointer: the command
+ * does not take it). Returns 0, -1 after printing --help, or EXIT_USAGE. */
+int cli_parse_cmd_opts(struct cli_opts *o, int argc, char **argv, const char *usage,
+		       const char **at, const char **window, const char **host, const char **limit);
+
+#endif
