@@ -324,6 +324,11 @@ int agent_capture_build(const struct agent_capture_src *src, const Spikehound__C
 			 AGENT_CAPTURE_MAX_WINDOW_NS / SH_NS_PER_SEC);
 		return -EINVAL;
 	}
+	if (!src->rec) {
+		snprintf(res->error, sizeof(res->error),
+			 "no_recorder: this agent has no flight recorder (BPF unavailable)");
+		return -ENODATA;
+	}
 	agent_recorder_stats(src->rec, &rs);
 	t.src = src;
 	t.from_mono = req->from_ns - src->wall_minus_mono_ns;

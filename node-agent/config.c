@@ -57,7 +57,25 @@ void agent_config_defaults(struct agent_config *cfg)
 	cfg->stall_hz = 250;
 	cfg->event_burst = 20;
 	cfg->event_rate = 60;
+	snprintf(cfg->control, sizeof(cfg->control), "%s", "auto");
+	cfg->capture_max_bytes = 64 * MiB;
+	cfg->capture_chunk_bytes = 256 * 1024;
+	cfg->capture_local_min_ns = SH_NS_PER_SEC;
+	cfg->capture_local_interval_ns = 600 * SH_NS_PER_SEC;
+	cfg->capture_before_ns = 30 * SH_NS_PER_SEC;
+	cfg->capture_after_ns = 5 * SH_NS_PER_SEC;
 }
+
+/* capture durations share one parser: 0 to 1 hour */
+static const struct {
+	const char *key;
+	size_t off;
+} capture_durations[] = {
+	{ "capture_local", offsetof(struct agent_config, capture_local_min_ns) },
+	{ "capture_local_every", offsetof(struct agent_config, capture_local_interval_ns) },
+	{ "capture_before", offsetof(struct agent_config, capture_before_ns) },
+	{ "capture_after", offsetof(struct agent_config, capture_after_ns) },
+};
 
 /* detector thresholds share one parser: a duration from 10us to 60s */
 static const struct {
@@ -71,6 +89,28 @@ static const struct {
 	{ "softirq_threshold", offsetof(struct agent_config, softirq_threshold_ns) },
 	{ "stall_threshold", offsetof(struct agent_config, stall_threshold_ns) },
 };
+
+int agent_config_control_url(const struct agent_config *cfg, char *buf, size_t len)
+{
+	const char *a = cfg->aggregators[0], *colon;
+	char *end;
+	long port;
+
+	buf[0] = '\0';
+	if (strcmp(cfg->control, "off") == 0)
+		return -ENOENT;
+	if (strcmp(cfg->control, "auto") != 0) {
+		snprintf(buf, len, "%s", cfg->control);
+		return 0;
+	}
+	if (cfg->n_aggregators == 0 || (colon = strrchr(a, ':')) == NULL)
+		return -ENOENT;
+	port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port <= 0 || port > 65533 || strncmp(a, "ipc://", 6) == 0)
+		return -ENOENT;
+	snprintf(buf, len, "%.*s:%ld", (int)(colon - a), a, port + 2);
+	return 0;
+}
 
 void agent_config_free(struct agent_config *cfg)
 {
@@ -350,6 +390,49 @@ int agent_config_set(struct agent_config *cfg, const char *key, const char *valu
 			return -EINVAL;
 		}
 		*(int64_t *)((char *)cfg + thresholds[i].off) = ns;
+		return 0;
+	}
+	for (i = 0; i < sizeof(capture_durations) / sizeof(capture_durations[0]); i++) {
+		int64_t ns;
+
+		if (strcmp(k, capture_durations[i].key) != 0)
+			continue;
+		if (sh_parse_duration(value, &ns) < 0 || ns < 0 || ns > 3600 * SH_NS_PER_SEC) {
+			set_err(err, errlen,
+				"bad value for \"%s\": \"%s\" (expected a duration from 0 to 1h, such as 30s)",
+				k, value);
+			return -EINVAL;
+		}
+		*(int64_t *)((char *)cfg + capture_durations[i].off) = ns;
+		return 0;
+	}
+	if (strcmp(k, "capture_max") == 0 || strcmp(k, "capture_chunk") == 0) {
+		uint64_t v;
+		bool chunk = k[8] == 'c';
+
+		if (parse_size(value, &v) < 0 || v < 1024 || (chunk && v > 4 * MiB)) {
+			set_err(err, errlen,
+				"bad value for \"%s\": \"%s\" (expected a size from 1KiB%s, such as %s)", k,
+				value, chunk ? " to 4MiB" : "", chunk ? "256KiB" : "64MiB");
+			return -EINVAL;
+		}
+		*(chunk ? &cfg->capture_chunk_bytes : &cfg->capture_max_bytes) = v;
+		return 0;
+	}
+	if (strcmp(k, "control") == 0) {
+		if (strcmp(value, "auto") != 0 && strcmp(value, "off") != 0 &&
+		    strncmp(value, "tcp://", 6) != 0 && strncmp(value, "tls+tcp://", 10) != 0 &&
+		    strncmp(value, "ipc://", 6) != 0) {
+			set_err(err, errlen,
+				"bad value for \"control\": \"%s\" (expected auto, off or an address such as tcp://aggregator:7472)",
+				value);
+			return -EINVAL;
+		}
+		if (strlen(value) >= sizeof(cfg->control)) {
+			set_err(err, errlen, "bad value for \"control\": too long");
+			return -EINVAL;
+		}
+		snprintf(cfg->control, sizeof(cfg->control), "%s", value);
 		return 0;
 	}
 	if (strcmp(k, "detectors") == 0) {

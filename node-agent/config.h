@@ -62,6 +62,17 @@ struct agent_config {
 	char probes[AGENT_CONFIG_MAX_PROBES][AGENT_CONFIG_URL_MAX]; /* probe (repeatable):
 					 * uprobe:PATH:FUNCTION[:THRESHOLD] or usdt:PATH:PROVIDER:NAME[:THRESHOLD] */
 	size_t n_probes;
+	/* captures (the control plane and local triggers) */
+	char control[AGENT_CONFIG_URL_MAX]; /* control: the aggregator's control address; "auto"
+					     * (default): the first aggregator's host, port + 2;
+					     * "off": take no commands */
+	uint64_t capture_max_bytes;     /* capture_max: compressed size cap of a capture (64MiB) */
+	uint64_t capture_chunk_bytes;   /* capture_chunk: chunk size on the wire (256KiB) */
+	int64_t capture_local_min_ns;   /* capture_local: a spike at least this long makes the agent
+					 * capture itself (0 = off; default 1s) */
+	int64_t capture_local_interval_ns; /* capture_local_every: at most one local capture per (10m) */
+	int64_t capture_before_ns;      /* capture_before: local captures start this long before (30s) */
+	int64_t capture_after_ns;       /* capture_after: and end this long after the spike (5s) */
 };
 
 /* agent_config_defaults fills *cfg with the built-in defaults. */
@@ -91,6 +102,12 @@ int agent_config_load(struct agent_config *cfg, const char *path, char *err, siz
  * in err. */
 int agent_config_label_set(struct agent_config *cfg, const char *key, const char *value,
 			   char *err, size_t errlen);
+
+/* agent_config_control_url writes the control-plane address to dial into
+ * buf: the "control" key, or for "auto" the first aggregator's address
+ * with its port + 2 (tcp://agg:7470 -> tcp://agg:7472). Returns 0, or
+ * -ENOENT when commands are off or no address can be derived (buf "").*/
+int agent_config_control_url(const struct agent_config *cfg, char *buf, size_t len);
 
 /* agent_config_free releases what *cfg owns (nothing today) and resets it
  * to zero; safe to call twice. */

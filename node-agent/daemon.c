@@ -4,6 +4,8 @@
  * the only thing the two share. */
 #include "daemon.h"
 #include "det_runq.h"
+#include "capjobs.h"
+#include "ctlclient.h"
 #include "detect.h"
 #include "events.h"
 
@@ -61,6 +63,10 @@ struct daemon {
 	struct agent_record_feed feed;
 	struct agent_events *events;
 	struct agent_detectors *detectors;
+	/* captures: commands from the control plane, local triggers */
+	struct agent_capjobs *capjobs;
+	struct agent_control *ctl;
+	Spikehound__Hello cap_hello;
 	int64_t interval_start_ns;
 	uint64_t intervals;
 	int64_t cpu_ns_last, cpu_wall_last;
@@ -97,6 +103,35 @@ static void proc_free(Spikehound__Process *p)
 	free(p->exe);
 	free(p->cmdline);
 	free(p->cgroup);
+}
+
+/* fill_procs_cb hands a capture the current process inventory. */
+static void fill_procs_cb(void *arg, Spikehound__Process ***out, size_t *n_out)
+{
+	struct daemon *d = arg;
+	const struct agent_proc *const *all;
+	Spikehound__Process **v;
+	size_t n = 0, k = 0;
+
+	*out = NULL;
+	*n_out = 0;
+	if (agent_procs_snapshot(&d->procs, &all, &n) != 0 || n == 0 ||
+	    !(v = calloc(n, sizeof(*v))))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		Spikehound__Process *p = malloc(sizeof(*p));
+
+		if (!p)
+			break;
+		proc_copy(p, all[i]);
+		if (!p->comm || !p->exe || !p->cmdline || !p->cgroup) {
+			spikehound__process__free_unpacked(p, NULL);
+			break;
+		}
+		v[k++] = p;
+	}
+	*out = v;
+	*n_out = k;
 }
 
 static void list_add(struct proc_list *l, const struct agent_proc *p)
@@ -368,6 +403,52 @@ fail:
 	d->rec = NULL;
 }
 
+/* start_captures makes the capture jobs and dials the control plane (when
+ * configured): the aggregator can then ask for recordings. */
+static int start_captures(struct daemon *d)
+{
+	struct agent_capjobs_opts co = { 0 };
+	struct agent_control_opts ctl = { 0 };
+	char url[AGENT_CONFIG_URL_MAX];
+	int rv;
+
+	spikehound__hello__init(&d->cap_hello);
+	fill_hello_cb(d, &d->cap_hello);
+	co.src.rec = d->rec;
+	co.src.sym = d->sym;
+	co.src.hello = &d->cap_hello;
+	co.src.sample_hz = d->cfg->sample_hz;
+	co.src.default_max_bytes = d->cfg->capture_max_bytes;
+	co.fill_procs = fill_procs_cb;
+	co.procs_arg = d;
+	co.spool = d->spool;
+	co.host_id = d->host.host_id;
+	co.boot_id = d->host.boot_id;
+	co.chunk_bytes = d->cfg->capture_chunk_bytes;
+	co.local_min_ns = d->rec ? d->cfg->capture_local_min_ns : 0;
+	co.local_interval_ns = d->cfg->capture_local_interval_ns;
+	co.before_ns = d->cfg->capture_before_ns;
+	co.after_ns = d->cfg->capture_after_ns;
+	if ((rv = agent_capjobs_new(&co, &d->capjobs)) != 0)
+		return rv;
+	if (agent_config_control_url(d->cfg, url, sizeof(url)) != 0) {
+		sh_info("control plane off: the aggregator cannot ask this agent for captures");
+		return 0;
+	}
+	ctl.url = url;
+	ctl.fill_hello = fill_hello_cb;
+	ctl.hello_arg = d;
+	ctl.on_command = agent_capjobs_command_cb;
+	ctl.cmd_arg = d->capjobs;
+	if ((rv = agent_control_start(&d->ctl, &ctl)) != 0) {
+		sh_err("could not dial the control plane at \"%s\": %s", url, strerror(-rv));
+		return rv;
+	}
+	agent_capjobs_set_control(d->capjobs, d->ctl);
+	sh_info("control plane: polling %s for capture requests", url);
+	return 0;
+}
+
 /* start_detectors starts the spike event path and the detectors. */
 static int start_detectors(struct daemon *d)
 {
@@ -384,6 +465,8 @@ static int start_detectors(struct daemon *d)
 	eo.boot_id = d->host.boot_id;
 	eo.burst = d->cfg->event_burst;
 	eo.per_minute = d->cfg->event_rate;
+	eo.on_event = d->capjobs ? agent_capjobs_spike_cb : NULL;
+	eo.on_event_arg = d->capjobs;
 	if ((rv = agent_events_new(&eo, &d->events)) != 0)
 		return rv;
 	ctx.cfg = d->cfg;
@@ -446,6 +529,7 @@ int agent_daemon_run(const struct agent_config *cfg)
 	int64_t next_ns, interval_end;
 	int rv, sig = 0, sigfd = -1;
 	bool metrics_ok = false, procs_ok = false;
+	int64_t cap_due = INT64_MAX;
 
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
@@ -500,6 +584,8 @@ int agent_daemon_run(const struct agent_config *cfg)
 	}
 	procs_ok = true;
 	start_recorder(&d);
+	if ((rv = start_captures(&d)) != 0)
+		goto cleanup;
 	if ((rv = start_detectors(&d)) != 0)
 		goto cleanup;
 	sh_info("spikehound-agent %s on %s (%s, kernel %s): sending every %.1f s to %s%s",
@@ -512,16 +598,21 @@ int agent_daemon_run(const struct agent_config *cfg)
 	d.interval_start_ns = next_ns;
 	interval_end = next_ns + cfg->interval_ns;
 	for (;;) {
-		int64_t wait = next_ns + SH_NS_PER_SEC - sh_now_wall_ns();
+		int64_t now = sh_now_wall_ns(), wait = next_ns + SH_NS_PER_SEC - now;
 
+		if (cap_due <= now)
+			cap_due = agent_capjobs_run(d.capjobs);
+		if (cap_due - now < wait)
+			wait = cap_due - now;
 		if (wait > 0) {
-			struct pollfd pfd[2 + 16];
+			struct pollfd pfd[3 + 16];
 			int fds[16];
-			size_t nd = agent_detectors_fds(d.detectors, fds, 16), np = 2;
+			size_t nd = agent_detectors_fds(d.detectors, fds, 16), np = 3;
 			int n;
 
 			pfd[0] = (struct pollfd){ sigfd, POLLIN, 0 };
 			pfd[1] = (struct pollfd){ d.sampler ? agent_sampler_fd(d.sampler) : -1, POLLIN, 0 };
+			pfd[2] = (struct pollfd){ agent_capjobs_fd(d.capjobs), POLLIN, 0 };
 			for (size_t i = 0; i < nd; i++)
 				pfd[np++] = (struct pollfd){ fds[i], POLLIN, 0 };
 			if (wait > 50 * SH_NS_PER_MS)
@@ -544,6 +635,8 @@ int agent_daemon_run(const struct agent_config *cfg)
 			if (nd)
 				agent_detectors_poll(d.detectors);
 			agent_events_flush(d.events);
+			if (n > 0 && (pfd[2].revents & POLLIN))
+				cap_due = agent_capjobs_run(d.capjobs);
 			continue;
 		}
 		tick(&d, next_ns);
@@ -577,6 +670,8 @@ int agent_daemon_run(const struct agent_config *cfg)
 	log_sender(&d);
 	rv = 0;
 cleanup:
+	agent_control_stop(d.ctl);
+	agent_capjobs_free(d.capjobs);
 	agent_sender_stop(d.sender);
 	agent_detectors_stop(d.detectors);
 	agent_events_free(d.events);

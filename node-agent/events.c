@@ -113,6 +113,8 @@ int agent_events_emit(struct agent_events *e, Spikehound__SpikeEvent *ev, const 
 	bool ok;
 
 	e->st.emitted++;
+	if (e->o.on_event)
+		e->o.on_event(e->o.on_event_arg, ev);
 	k = admit(e, ev->kind ? ev->kind : "", &ok);
 	if (!ok || e->n == MAX_PENDING) {
 		if (k)

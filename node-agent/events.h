@@ -29,6 +29,10 @@ struct agent_events_opts {
 	uint32_t per_minute;           /* then this many per minute per kind (60) */
 	int64_t delay_ns;              /* wait before sending (200 ms) */
 	size_t window_stacks;          /* top window stacks attached (10) */
+	/* on_event (may be NULL) sees every emitted event, rate-limited or not,
+	 * before it is queued (ev borrowed for the call): local capture triggers */
+	void (*on_event)(void *arg, const Spikehound__SpikeEvent *ev);
+	void *on_event_arg;
 };
 
 struct agent_events;
