@@ -14,6 +14,7 @@
 #include "db.h"
 #include "log.h"
 #include "timeutil.h"
+#include "uuid.h"
 #include "validate.h"
 
 #define TICK_MS 500
@@ -195,27 +196,6 @@ static void create_done_cb(struct agg_db *db, int status, PGresult *res, const c
 	free(x);
 }
 
-static void new_uuid(char *out)
-{
-	uint8_t b[16];
-	FILE *f = fopen("/dev/urandom", "rb");
-
-	if (!f || fread(b, 1, sizeof(b), f) != sizeof(b)) {
-		uint64_t t = (uint64_t)sh_now_wall_ns() ^ ((uint64_t)rand() << 32);
-
-		for (int i = 0; i < 16; i++)
-			b[i] = (uint8_t)(t >> ((i % 8) * 8)) ^ (uint8_t)rand();
-	}
-	if (f)
-		fclose(f);
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
-}
-
 /* create starts a capture of [from, to] of the selected hosts; req (may be
  * NULL) is answered when done. Returns 0 or a negative errno (req not
  * answered then). */
@@ -232,7 +212,7 @@ static int create(struct agg_capture *cap, const char *sel_kind, const char *sel
 		return -ENOMEM;
 	x->cap = cap;
 	x->req = req;
-	new_uuid(x->capture_id);
+	sh_uuid_v4(x->capture_id);
 	snprintf(from_s, sizeof(from_s), "%" PRId64, from_ns);
 	snprintf(to_s, sizeof(to_s), "%" PRId64, to_ns);
 	snprintf(max_s, sizeof(max_s), "%" PRIu64, max_bytes ? max_bytes : cap->opts.max_bytes);

@@ -12,6 +12,7 @@
 
 #include "log.h"
 #include "timeutil.h"
+#include "uuid.h"
 
 #define MAX_JOBS 64
 #define DUE_MARGIN_NS (300 * SH_NS_PER_MS) /* samples reach the recorder within ~50 ms */
@@ -90,23 +91,6 @@ void agent_capjobs_command_cb(void *arg, const Spikehound__Command *cmd)
 	}
 }
 
-static void new_uuid(char *out)
-{
-	uint8_t b[16];
-	FILE *f = fopen("/dev/urandom", "rb");
-	size_t got = f ? fread(b, 1, sizeof(b), f) : 0;
-
-	if (f)
-		fclose(f);
-	for (size_t i = got; i < sizeof(b); i++)
-		b[i] = (uint8_t)(sh_now_mono_ns() >> (i % 8));
-	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
-	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-		 b[13], b[14], b[15]);
-}
-
 void agent_capjobs_spike_cb(void *arg, const Spikehound__SpikeEvent *ev)
 {
 	struct agent_capjobs *j = arg;
@@ -118,7 +102,7 @@ void agent_capjobs_spike_cb(void *arg, const Spikehound__SpikeEvent *ev)
 	if (j->last_local_ns && now - j->last_local_ns < j->o.local_interval_ns)
 		return;
 	j->last_local_ns = now;
-	new_uuid(nj.capture_id);
+	sh_uuid_v4(nj.capture_id);
 	snprintf(nj.trigger, sizeof(nj.trigger), "local:%.60s", ev->kind ? ev->kind : "spike");
 	nj.from_ns = ev->start_ns - j->o.before_ns;
 	nj.to_ns = ev->start_ns + ev->duration_ns + j->o.after_ns;
