@@ -13,6 +13,7 @@
 
 #include "db.h"
 #include "log.h"
+#include "query.h"
 #include "timeutil.h"
 #include "uuid.h"
 #include "validate.h"
@@ -573,6 +574,215 @@ void agg_capture_stage_chunk(struct agg_copybuf *b, const char *host_id,
 	agg_copybuf_i64(b, ch->to_ns);
 	agg_copybuf_str(b, ch->trigger ? ch->trigger : "");
 	agg_copybuf_end_row(b);
+}
+
+/* --- routes --- */
+
+/* CAPTURE_JSON is one capture as JSON, from captures row c. */
+#define CAPTURE_JSON                                                                           \
+	"json_build_object('capture_id', c.capture_id, 'requested_ns', " NS("c.requested_at") "," \
+	" 'trigger', c.trigger, 'incident_id', c.incident_id, 'from_ns', " NS("c.from_ts") ","     \
+	" 'to_ns', " NS("c.to_ts") ", 'expires_ns', " NS("c.expires_at") ","                       \
+	" 'max_bytes', c.max_bytes,"                                                            \
+	" 'hosts', coalesce((SELECT json_agg(json_build_object("                                \
+	"   'host_id', h.host_id, 'hostname', coalesce(o.hostname, ''), 'role', h.role,"        \
+	"   'status', h.status, 'reason', h.reason, 'bytes', coalesce(h.compressed_bytes, 0),"   \
+	"   'raw_bytes', coalesce(h.raw_bytes, 0),"                                             \
+	"   'chunks', CASE WHEN h.status = 'complete' THEN h.total_chunks ELSE"                 \
+	"    (SELECT count(*) FROM capture_chunks k WHERE k.capture_id = h.capture_id"          \
+	"     AND k.host_id = h.host_id) END,"                                                  \
+	"   'total', coalesce(h.total_chunks, 0), 'sha256', coalesce(h.sha256, ''),"            \
+	"   'held_from_ns', " NS("h.held_from") ", 'held_to_ns', " NS("h.held_to") ","          \
+	"   'updated_ns', " NS("h.updated_at") ", 'completed_ns', " NS("h.completed_at") ")"    \
+	"   ORDER BY h.role DESC, o.hostname, h.host_id)"                                      \
+	"  FROM capture_hosts h LEFT JOIN hosts o ON o.host_id = h.host_id"                     \
+	"  WHERE h.capture_id = c.capture_id), '[]'::json))"
+
+/* $1 since (ns ago), $2 limit */
+static const char list_sql[] =
+	"SELECT json_build_object('captures', coalesce(json_agg(x.j ORDER BY x.requested_at DESC),"
+	" '[]'::json))::text FROM (SELECT " CAPTURE_JSON " AS j, c.requested_at FROM captures c"
+	" WHERE c.requested_at >= now() - $1::bigint / 1000 * interval '1 microsecond'"
+	" ORDER BY c.requested_at DESC LIMIT $2::int) x";
+
+/* $1 capture id: (status, body) */
+static const char one_sql[] =
+	"SELECT CASE WHEN count(*) = 0 THEN 404 ELSE 200 END,"
+	" coalesce(min(x.j::text), json_build_object('error', format('no capture \"%s\"', $1::text))::text)"
+	" FROM (SELECT " CAPTURE_JSON " AS j FROM captures c WHERE c.capture_id = $1::uuid) x";
+
+/* $1 capture id, $2 host ("" for the only complete one): (status, payload or error) */
+static const char data_sql[] =
+	"WITH m AS (SELECT h.host_id, h.status, h.payload, o.hostname FROM capture_hosts h"
+	"  LEFT JOIN hosts o ON o.host_id = h.host_id WHERE h.capture_id = $1::uuid"
+	"  AND ($2 = '' OR h.host_id::text = lower($2) OR o.hostname = $2"
+	"   OR (length($2) >= 4 AND starts_with(h.host_id::text, lower($2)))))"
+	" SELECT CASE WHEN (SELECT count(*) FROM m) = 0 THEN 404"
+	"  WHEN (SELECT count(*) FROM m WHERE status = 'complete') = 0 THEN 409"
+	"  WHEN $2 = '' AND (SELECT count(*) FROM m WHERE status = 'complete') > 1 THEN 409"
+	"  ELSE 200 END,"
+	" (SELECT payload FROM m WHERE status = 'complete' ORDER BY hostname LIMIT 1),"
+	" (SELECT string_agg(coalesce(hostname, host_id::text) || ' (' || status || ')', ', ') FROM m)";
+
+static void list_cb(struct agg_http_req *req, void *arg)
+{
+	struct agg_capture *cap = arg;
+	int64_t since;
+	int limit;
+	char since_s[24], limit_s[12];
+	const char *params[2] = { since_s, limit_s };
+
+	if (agg_query_param_duration(req, "since", 86400 * SH_NS_PER_SEC,
+				     366LL * 86400 * SH_NS_PER_SEC, &since) < 0 ||
+	    agg_query_param_limit(req, 100, 10000, &limit) < 0)
+		return;
+	snprintf(since_s, sizeof(since_s), "%" PRId64, since);
+	snprintf(limit_s, sizeof(limit_s), "%d", limit);
+	agg_query_run_json(cap->db, req, list_sql, 2, params);
+}
+
+/* id_param reads a capture id parameter; NULL after answering 400. */
+static const char *id_param(struct agg_http_req *req)
+{
+	const char *id = agg_http_req_param(req, "id");
+
+	if (!id || !agg_is_uuid(id)) {
+		agg_http_respond_error(req, 400, "missing or bad parameter \"id\" (a capture id, a UUID)");
+		return NULL;
+	}
+	return id;
+}
+
+static void one_cb(struct agg_http_req *req, void *arg)
+{
+	struct agg_capture *cap = arg;
+	const char *id = id_param(req);
+
+	if (id)
+		agg_query_run_json(cap->db, req, one_sql, 1, &id);
+}
+
+static void data_done_cb(struct agg_db *db, int status, PGresult *res, const char *errmsg,
+			 void *arg)
+{
+	struct agg_http_req *req = arg;
+	unsigned char *bytes;
+	size_t len = 0;
+	int code;
+
+	(void)db;
+	if (status < 0) {
+		agg_http_respond_error(req, status == -ECONNRESET ? 503 : 500,
+				       "database query failed: %s", errmsg);
+		return;
+	}
+	if (!res || PQntuples(res) != 1 || PQnfields(res) != 3) {
+		agg_http_respond_error(req, 500, "database query returned an unexpected result");
+		return;
+	}
+	code = atoi(PQgetvalue(res, 0, 0));
+	if (code == 404) {
+		agg_http_respond_error(req, 404, "no such capture, or no such host in it");
+		return;
+	}
+	if (code != 200) {
+		agg_http_respond_error(req, 409,
+				       "no single complete recording to send (hosts: %s); name one with host=",
+				       PQgetvalue(res, 0, 2));
+		return;
+	}
+	bytes = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 1), &len);
+	if (!bytes) {
+		agg_http_respond_error(req, 500, "out of memory");
+		return;
+	}
+	agg_http_respond(req, 200, "application/zstd", bytes, len);
+	PQfreemem(bytes);
+}
+
+static void data_cb(struct agg_http_req *req, void *arg)
+{
+	struct agg_capture *cap = arg;
+	const char *id = id_param(req), *host = agg_http_req_param(req, "host");
+	const char *params[2];
+
+	if (!id)
+		return;
+	params[0] = id;
+	params[1] = host ? host : "";
+	if (strlen(params[1]) > 255) {
+		agg_http_respond_error(req, 400, "parameter \"host\" is too long");
+		return;
+	}
+	if (!agg_db_ready(cap->db) ||
+	    agg_db_query(cap->db, data_sql, 2, params, data_done_cb, req) < 0)
+		agg_http_respond_error(req, 503, "database unavailable");
+}
+
+static void new_cb(struct agg_http_req *req, void *arg)
+{
+	struct agg_capture *cap = arg;
+	const char *host = agg_http_req_param(req, "host"), *label = agg_http_req_param(req, "label");
+	const char *kernel = agg_http_req_param(req, "kernel"), *all = agg_http_req_param(req, "all");
+	const char *kind, *value, *mb;
+	int64_t at, before, after, max_bytes = 0;
+	int given = (host != NULL) + (label != NULL) + (kernel != NULL) + (all != NULL);
+
+	if (given != 1) {
+		agg_http_respond_error(req, 400,
+				       "say which hosts: exactly one of host=H, label=k=v, kernel=R or all=1");
+		return;
+	}
+	kind = host ? "host" : label ? "label" : kernel ? "kernel" : "all";
+	value = host ? host : label ? label : kernel ? kernel : "";
+	if (strlen(value) > 255 || (label && !strchr(label, '='))) {
+		agg_http_respond_error(req, 400, "bad %s \"%.64s\"", kind, value);
+		return;
+	}
+	if (agg_query_param_time(req, "at", sh_now_wall_ns(), &at) < 0 ||
+	    agg_query_param_duration(req, "before", cap->opts.before_ns, 600 * SH_NS_PER_SEC,
+				     &before) < 0 ||
+	    agg_query_param_duration(req, "after", cap->opts.after_ns, 600 * SH_NS_PER_SEC,
+				     &after) < 0)
+		return;
+	if ((mb = agg_http_req_param(req, "max_bytes")) != NULL) {
+		char *end;
+
+		errno = 0;
+		max_bytes = strtoll(mb, &end, 10);
+		if (errno || end == mb || *end || max_bytes < 1024) {
+			agg_http_respond_error(req, 400,
+					       "bad max_bytes \"%.32s\": expected a number of bytes, at least 1024",
+					       mb);
+			return;
+		}
+	}
+	if (before + after == 0 || before + after > 600 * SH_NS_PER_SEC) {
+		agg_http_respond_error(req, 400, "the window (before + after) must be 1 ns to 10 minutes");
+		return;
+	}
+	if (create(cap, kind, value, "requested", 0, "manual", 0, at - before, at + after,
+		   (uint64_t)max_bytes, req) < 0)
+		agg_http_respond_error(req, 503, "could not queue the request");
+}
+
+int agg_capture_register(struct agg_capture *cap, struct agg_http *http)
+{
+	static const struct {
+		const char *path;
+		agg_http_route_cb cb;
+	} routes[] = {
+		{ "/api/captures", list_cb },
+		{ "/api/capture", one_cb },
+		{ "/api/capture/data", data_cb },
+		{ "/api/capture/new", new_cb },
+	};
+	int rv;
+
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+		if ((rv = agg_http_route(http, "GET", routes[i].path, routes[i].cb, cap)) < 0)
+			return rv;
+	return 0;
 }
 
 /* --- lifecycle --- */

@@ -31,6 +31,14 @@
 #define STACKS_LIMIT_DEFAULT 10000
 #define STACKS_LIMIT_MAX 1000000
 #define STACKS_RANGE_MAX (31 * 86400 * SH_NS_PER_SEC)
+#define INCIDENTS_LIMIT_DEFAULT 100
+#define INCIDENTS_LIMIT_MAX 10000
+#define INCIDENTS_SINCE_DEFAULT (86400 * SH_NS_PER_SEC)
+#define INCIDENTS_RANGE_MAX (366 * 86400 * SH_NS_PER_SEC)
+#define INCIDENT_HOSTS_LIMIT_DEFAULT 1000
+#define INCIDENT_HOSTS_LIMIT_MAX 100000
+#define KIND_ARG_MAX 64
+#define LABEL_ARG_MAX 255
 
 /* TS turns a text parameter holding Unix ns into a timestamptz (PostgreSQL
  * keeps microseconds); NS turns a timestamptz column into Unix ns. */
@@ -53,25 +61,109 @@ static const char hosts_sql[] =
 	"   ORDER BY b.boot_id = h.last_boot_id DESC NULLS LAST, b.last_seen DESC LIMIT 1) b ON true"
 	"  ORDER BY h.hostname, h.host_id LIMIT $1::int) x";
 
+/* spikes_sql: $1 from ns, $2 to ns, $3 limit, $4 kind or NULL, $5 label
+ * key or NULL, $6 label value. Each spike carries its incident_id (null:
+ * in none); "incidents" summarizes the incidents of the spikes shown. */
 static const char spikes_sql[] =
-	"SELECT json_build_object("
+	"WITH e AS (SELECT s.*, h.hostname, b.kernel_release, i.type AS incident_type,"
+	"  row_number() OVER (ORDER BY s.ts, s.host_id, s.seq) AS rn"
+	"  FROM spike_events s"
+	"  LEFT JOIN hosts h ON h.host_id = s.host_id"
+	"  LEFT JOIN boots b ON b.host_id = s.host_id AND b.boot_id = s.boot_id"
+	"  LEFT JOIN incidents i ON i.incident_id = s.incident_id"
+	"  WHERE s.ts >= " TS("$1") " AND s.ts <= " TS("$2")
+	"  AND ($4::text IS NULL OR s.kind = $4::text)"
+	"  AND ($5::text IS NULL OR h.labels ->> $5::text = $6::text)"
+	"  ORDER BY s.ts, s.host_id, s.seq LIMIT $3::int + 1)"
+	" SELECT json_build_object("
 	" 'from_ns', $1::bigint, 'to_ns', $2::bigint, 'limit', $3::int,"
-	" 'truncated', count(*) > $3::int,"
-	" 'spikes', coalesce(json_agg(json_build_object("
+	" 'kind', $4::text, 'label', CASE WHEN $5::text IS NULL THEN NULL ELSE $5::text || '=' || $6::text END,"
+	" 'truncated', (SELECT count(*) FROM e) > $3::int,"
+	" 'spikes', coalesce((SELECT json_agg(json_build_object("
 	"  'host_id', e.host_id, 'hostname', e.hostname, 'boot_id', e.boot_id,"
 	"  'kernel_release', e.kernel_release, 'seq', e.seq, 'ts_ns', " NS("e.ts") ","
 	"  'duration_ns', e.duration_ns, 'kind', e.kind, 'cpu', e.cpu,"
 	"  'victim', json_build_object('pid', e.victim_pid, 'tid', e.victim_tid,"
 	"   'comm', e.victim_comm, 'cgroup', e.victim_cgroup),"
-	"  'detail', e.detail, 'evidence', e.evidence)"
-	"  ORDER BY e.ts, e.host_id, e.seq) FILTER (WHERE e.rn <= $3::int), '[]'::json))::text"
-	" FROM (SELECT s.*, h.hostname, b.kernel_release,"
-	"  row_number() OVER (ORDER BY s.ts, s.host_id, s.seq) AS rn"
-	"  FROM spike_events s"
-	"  LEFT JOIN hosts h ON h.host_id = s.host_id"
-	"  LEFT JOIN boots b ON b.host_id = s.host_id AND b.boot_id = s.boot_id"
-	"  WHERE s.ts >= " TS("$1") " AND s.ts <= " TS("$2")
-	"  ORDER BY s.ts, s.host_id, s.seq LIMIT $3::int + 1) e";
+	"  'detail', e.detail, 'evidence', e.evidence,"
+	"  'incident_id', e.incident_id, 'incident_type', e.incident_type)"
+	"  ORDER BY e.ts, e.host_id, e.seq) FROM e WHERE e.rn <= $3::int), '[]'::json),"
+	" 'incidents', coalesce((SELECT json_agg(x ORDER BY x.first_ns, x.incident_id) FROM"
+	"  (SELECT i.incident_id, i.kind, i.type, " NS("i.first_ts") " AS first_ns,"
+	"   " NS("i.last_ts") " AS last_ns, i.hosts, i.events, i.period_s, i.period_jitter_s,"
+	"   (SELECT row_to_json(t) FROM (SELECT s.feature, s.basis, s.spiking_with, s.spiking_total,"
+	"    s.others_with, s.others_total, s.p_value, s.log10_p, s.evidence_events,"
+	"    s.evidence_total, s.evidence_role, s.example FROM incident_suspects s"
+	"    WHERE s.incident_id = i.incident_id AND s.rank = 1) t) AS top_suspect"
+	"   FROM incidents i WHERE i.incident_id IN"
+	"    (SELECT e.incident_id FROM e WHERE e.rn <= $3::int)) x), '[]'::json))::text";
+
+/* SUSPECT_FIELDS are a suspect's columns as the API shows them. */
+#define SUSPECT_FIELDS                                                                   \
+	" s.feature, s.basis, s.spiking_with, s.spiking_total, s.others_with,"          \
+	" s.others_total, s.p_value, s.log10_p, s.score, s.evidence_events,"            \
+	" s.evidence_total, s.evidence_role, s.example"
+
+/* incidents_sql: incidents that overlap [$1, $2] (ns), most recent first,
+ * at most $3, each with its #1 suspect. */
+static const char incidents_sql[] =
+	"WITH m AS (SELECT * FROM incidents i"
+	"  WHERE i.last_ts >= " TS("$1") " AND i.first_ts <= " TS("$2") ")"
+	" SELECT json_build_object("
+	" 'from_ns', $1::bigint, 'to_ns', $2::bigint, 'limit', $3::int,"
+	" 'total', (SELECT count(*) FROM m),"
+	" 'incidents', coalesce((SELECT json_agg(x ORDER BY x.last_ns DESC, x.incident_id DESC) FROM"
+	"  (SELECT i.incident_id, i.kind, i.type, " NS("i.first_ts") " AS first_ns,"
+	"   " NS("i.last_ts") " AS last_ns, i.hosts, i.events, i.period_s, i.period_jitter_s,"
+	"   " NS("i.created_at") " AS created_ns, " NS("i.updated_at") " AS updated_ns,"
+	"   (SELECT row_to_json(t) FROM (SELECT" SUSPECT_FIELDS " FROM incident_suspects s"
+	"    WHERE s.incident_id = i.incident_id AND s.rank = 1) t) AS top_suspect"
+	"   FROM m i ORDER BY i.last_ts DESC, i.incident_id DESC LIMIT $3::int) x), '[]'::json))::text";
+
+/* incident_sql: incident $1 with its hosts (at most $2; their event
+ * counts and first and last spike), ranked suspects, and one
+ * representative event (with evidence, culprits first) of each of its
+ * first 10 hosts. Returns (status, body): 404 for an unknown id. */
+static const char incident_sql[] =
+	"WITH i AS (SELECT * FROM incidents WHERE incident_id = $1::bigint)"
+	" SELECT CASE WHEN EXISTS (SELECT 1 FROM i) THEN 200 ELSE 404 END,"
+	" (CASE WHEN NOT EXISTS (SELECT 1 FROM i)"
+	"  THEN json_build_object('error', format('no incident %s', $1::bigint))"
+	"  ELSE (SELECT json_build_object("
+	"   'incident', json_build_object('incident_id', i.incident_id, 'kind', i.kind,"
+	"    'type', i.type, 'first_ns', " NS("i.first_ts") ", 'last_ns', " NS("i.last_ts") ","
+	"    'hosts', i.hosts, 'events', i.events, 'period_s', i.period_s,"
+	"    'period_jitter_s', i.period_jitter_s, 'created_ns', " NS("i.created_at") ","
+	"    'updated_ns', " NS("i.updated_at") ", 'suspects_ns', " NS("i.suspects_at") "),"
+	"   'hosts_limit', $2::int,"
+	"   'hosts', coalesce((SELECT json_agg(h ORDER BY h.first_ns, h.hostname) FROM"
+	"    (SELECT x.host_id, hs.hostname, hs.labels, hs.clock_skew_ms,"
+	"     (SELECT b.kernel_release FROM boots b WHERE b.host_id = x.host_id"
+	"      ORDER BY b.boot_id = hs.last_boot_id DESC NULLS LAST, b.last_seen DESC LIMIT 1)"
+	"      AS kernel_release,"
+	"     x.events, " NS("x.first_ts") " AS first_ns, " NS("x.last_ts") " AS last_ns,"
+	"     x.period_s, x.period_jitter_s"
+	"     FROM incident_hosts x LEFT JOIN hosts hs ON hs.host_id = x.host_id"
+	"     WHERE x.incident_id = i.incident_id ORDER BY x.first_ts, hs.hostname"
+	"     LIMIT $2::int) h), '[]'::json),"
+	"   'suspects', coalesce((SELECT json_agg(s ORDER BY s.rank) FROM"
+	"    (SELECT s.rank," SUSPECT_FIELDS " FROM incident_suspects s"
+	"     WHERE s.incident_id = i.incident_id) s), '[]'::json),"
+	"   'events', coalesce((SELECT json_agg(json_build_object("
+	"    'host_id', e.host_id, 'hostname', e.hostname, 'boot_id', e.boot_id, 'seq', e.seq,"
+	"    'ts_ns', " NS("e.ts") ", 'duration_ns', e.duration_ns, 'kind', e.kind, 'cpu', e.cpu,"
+	"    'victim', json_build_object('pid', e.victim_pid, 'tid', e.victim_tid,"
+	"     'comm', e.victim_comm, 'cgroup', e.victim_cgroup),"
+	"    'detail', e.detail, 'evidence', e.evidence) ORDER BY e.ts) FROM"
+	"    (SELECT DISTINCT ON (s.host_id) s.*, hs.hostname FROM spike_events s"
+	"     LEFT JOIN hosts hs ON hs.host_id = s.host_id"
+	"     WHERE s.incident_id = i.incident_id AND s.host_id IN (SELECT x.host_id"
+	"      FROM incident_hosts x WHERE x.incident_id = i.incident_id"
+	"      ORDER BY x.first_ts, x.host_id LIMIT 10)"
+	"     ORDER BY s.host_id, jsonb_typeof(s.evidence -> 'culprits') = 'array'"
+	"      AND jsonb_array_length(CASE WHEN jsonb_typeof(s.evidence -> 'culprits') = 'array'"
+	"      THEN s.evidence -> 'culprits' ELSE '[]'::jsonb END) > 0 DESC, s.ts) e), '[]'::json))"
+	"   FROM i) END)::text";
 
 /* The per-second series of summaries, in schema order (m_<name>). */
 #define METRICS(X)                                                                      \
@@ -192,9 +284,14 @@ static const char index_html[] =
 	"<li><a href=\"/api/hosts\">/api/hosts</a> [limit] &mdash; hosts, their kernel and "
 	"last contact</li>\n"
 	"<li><a href=\"/api/spikes?at=now&amp;window=1h\">/api/spikes?at=T&amp;window=D</a> "
-	"[limit] &mdash; spike events across all hosts</li>\n"
+	"[kind=K] [label=k=v] [limit] &mdash; spike events across all hosts, with their "
+	"incident</li>\n"
 	"<li>/api/top?host=H&amp;at=T&amp;window=D [limit] &mdash; a host's per-second "
 	"metrics and processes</li>\n"
+	"<li><a href=\"/api/incidents\">/api/incidents</a> [since=D | from=T&amp;to=T] [limit] "
+	"&mdash; fleet incidents (bursts, periodic, recurring) with their top suspect</li>\n"
+	"<li>/api/incident?id=N [limit] &mdash; one incident: hosts, ranked suspects with their "
+	"numbers, representative events</li>\n"
 	"<li><a href=\"/api/stats\">/api/stats</a> &mdash; the aggregator's self-metrics</li>\n"
 	"</ul>\n"
 	"<p>From a shell: <code>spikehound --help</code>.</p>\n"
@@ -239,11 +336,12 @@ static int param_time(struct agg_http_req *req, const char *name, int64_t def, i
 	return -EINVAL;
 }
 
-/* param_window reads a window half-width (ns, or what sh_parse_duration
- * accepts) in [0, max]. Returns 0 or answers req with 400. */
-static int param_window(struct agg_http_req *req, int64_t def, int64_t max, int64_t *ns)
+/* param_duration reads a duration parameter (ns, or what
+ * sh_parse_duration accepts) in [0, max]. Returns 0 or answers req with 400. */
+static int param_duration(struct agg_http_req *req, const char *name, int64_t def, int64_t max,
+			  int64_t *ns)
 {
-	const char *s = agg_http_req_param(req, "window");
+	const char *s = agg_http_req_param(req, name);
 
 	if (s == NULL) {
 		*ns = def;
@@ -254,10 +352,16 @@ static int param_window(struct agg_http_req *req, int64_t def, int64_t max, int6
 	    *ns >= 0 && *ns <= max)
 		return 0;
 	agg_http_respond_error(req, 400,
-			       "bad window \"%.64s\": expected ns or a duration like 30s, 250ms, "
+			       "bad %s \"%.64s\": expected ns or a duration like 30s, 250ms, "
 			       "5m, between 0 and %" PRId64 " s",
-			       s, (int64_t)(max / SH_NS_PER_SEC));
+			       name, s, (int64_t)(max / SH_NS_PER_SEC));
 	return -EINVAL;
+}
+
+/* param_window reads the window half-width. */
+static int param_window(struct agg_http_req *req, int64_t def, int64_t max, int64_t *ns)
+{
+	return param_duration(req, "window", def, max, ns);
 }
 
 /* param_limit reads the limit parameter in [1, max]. Returns 0 or answers
@@ -349,13 +453,19 @@ static void sql_done_cb(struct agg_db *db, int status, PGresult *res, const char
 static void run_sql(struct agg_query *q, struct agg_http_req *req, const char *sql, int nparams,
 		    const char *const *params)
 {
+	agg_query_run_json(q->db, req, sql, nparams, params);
+}
+
+void agg_query_run_json(struct agg_db *db, struct agg_http_req *req, const char *sql, int nparams,
+			const char *const *params)
+{
 	int rv;
 
-	if (!agg_db_ready(q->db)) {
+	if (!agg_db_ready(db)) {
 		agg_http_respond_error(req, 503, "database unavailable");
 		return;
 	}
-	rv = agg_db_query(q->db, sql, nparams, params, sql_done_cb, req);
+	rv = agg_db_query(db, sql, nparams, params, sql_done_cb, req);
 	if (rv < 0)
 		agg_http_respond_error(req, rv == -ENOMEM ? 500 : 503,
 				       "could not queue the database query: %s", strerror(-rv));
@@ -382,10 +492,30 @@ static void hosts_cb(struct agg_http_req *req, void *arg)
 static void spikes_cb(struct agg_http_req *req, void *arg)
 {
 	struct agg_query *q = arg;
-	char from_s[24], to_s[24], limit_s[24];
-	const char *params[3] = {from_s, to_s, limit_s};
+	char from_s[24], to_s[24], limit_s[24], key[LABEL_ARG_MAX + 1];
+	const char *kind = agg_http_req_param(req, "kind"), *label = agg_http_req_param(req, "label");
+	const char *params[6] = {from_s, to_s, limit_s, NULL, NULL, NULL};
 	int64_t at, window, from, to;
 	int limit;
+
+	if (kind != NULL && (kind[0] == '\0' || strlen(kind) > KIND_ARG_MAX)) {
+		agg_http_respond_error(req, 400, "bad kind: expected a spike kind like mmap_lock_wait"
+				       " (at most %d bytes)", KIND_ARG_MAX);
+		return;
+	}
+	if (label != NULL) {
+		const char *eq = strchr(label, '=');
+
+		if (eq == NULL || eq == label || strlen(label) > LABEL_ARG_MAX) {
+			agg_http_respond_error(req, 400, "bad label \"%.64s\": expected KEY=VALUE, like"
+					       " rack=r07", label);
+			return;
+		}
+		snprintf(key, sizeof(key), "%.*s", (int)(eq - label), label);
+		params[4] = key;
+		params[5] = eq + 1;
+	}
+	params[3] = kind;
 
 	if (agg_http_req_param(req, "at") == NULL) {
 		agg_http_respond_error(req, 400, "missing parameter \"at\" (the time to search around)");
@@ -399,7 +529,84 @@ static void spikes_cb(struct agg_http_req *req, void *arg)
 	snprintf(from_s, sizeof(from_s), "%" PRId64, from);
 	snprintf(to_s, sizeof(to_s), "%" PRId64, to);
 	snprintf(limit_s, sizeof(limit_s), "%d", limit);
-	run_sql(q, req, spikes_sql, 3, params);
+	run_sql(q, req, spikes_sql, 6, params);
+}
+
+/* param_since reads "since" (a duration before now) or "from" and "to"
+ * (times) into [*from, *to]. Returns 0 or answers req with 400. */
+static int param_since(struct agg_http_req *req, int64_t def, int64_t max, int64_t *from,
+		       int64_t *to)
+{
+	const char *s = agg_http_req_param(req, "since");
+	int64_t now = sh_now_wall_ns(), d;
+
+	if (s != NULL && (agg_http_req_param(req, "from") != NULL || agg_http_req_param(req, "to") != NULL)) {
+		agg_http_respond_error(req, 400, "give either \"since\" or \"from\" and \"to\", not both");
+		return -EINVAL;
+	}
+	if (s != NULL) {
+		if ((parse_int64(s, &d) == 0 ||
+		     (strspn(s, "0123456789.") != strlen(s) && sh_parse_duration(s, &d) == 0)) &&
+		    d > 0 && d <= max) {
+			*from = now - d;
+			*to = now;
+			return 0;
+		}
+		agg_http_respond_error(req, 400,
+				       "bad since \"%.64s\": expected ns or a duration like 1h, 30m, 7d,"
+				       " at most %" PRId64 " days",
+				       s, (int64_t)(max / (86400 * SH_NS_PER_SEC)));
+		return -EINVAL;
+	}
+	if (param_time(req, "from", now - def, from) < 0 || param_time(req, "to", now, to) < 0)
+		return -EINVAL;
+	if (*to < *from || *to - *from > max) {
+		agg_http_respond_error(req, 400, "\"from\" must be before \"to\", at most %" PRId64
+				       " days apart", (int64_t)(max / (86400 * SH_NS_PER_SEC)));
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void incidents_cb(struct agg_http_req *req, void *arg)
+{
+	struct agg_query *q = arg;
+	char from_s[24], to_s[24], limit_s[24];
+	const char *params[3] = {from_s, to_s, limit_s};
+	int64_t from, to;
+	int limit;
+
+	if (param_since(req, INCIDENTS_SINCE_DEFAULT, INCIDENTS_RANGE_MAX, &from, &to) < 0 ||
+	    param_limit(req, INCIDENTS_LIMIT_DEFAULT, INCIDENTS_LIMIT_MAX, &limit) < 0)
+		return;
+	snprintf(from_s, sizeof(from_s), "%" PRId64, from);
+	snprintf(to_s, sizeof(to_s), "%" PRId64, to);
+	snprintf(limit_s, sizeof(limit_s), "%d", limit);
+	run_sql(q, req, incidents_sql, 3, params);
+}
+
+static void incident_cb(struct agg_http_req *req, void *arg)
+{
+	struct agg_query *q = arg;
+	const char *id = agg_http_req_param(req, "id");
+	char id_s[24], limit_s[24];
+	const char *params[2] = {id_s, limit_s};
+	int64_t v;
+	int limit;
+
+	if (id == NULL) {
+		agg_http_respond_error(req, 400, "missing parameter \"id\" (an incident number)");
+		return;
+	}
+	if (parse_int64(id, &v) != 0 || v < 1) {
+		agg_http_respond_error(req, 400, "bad id \"%.64s\": expected an incident number", id);
+		return;
+	}
+	if (param_limit(req, INCIDENT_HOSTS_LIMIT_DEFAULT, INCIDENT_HOSTS_LIMIT_MAX, &limit) < 0)
+		return;
+	snprintf(id_s, sizeof(id_s), "%" PRId64, v);
+	snprintf(limit_s, sizeof(limit_s), "%d", limit);
+	run_sql(q, req, incident_sql, 2, params);
 }
 
 static void top_cb(struct agg_http_req *req, void *arg)
@@ -499,6 +706,8 @@ int agg_query_register(struct agg_query *q, struct agg_http *http)
 		{"/", index_cb},
 		{"/api/hosts", hosts_cb},
 		{"/api/spikes", spikes_cb},
+		{"/api/incidents", incidents_cb},
+		{"/api/incident", incident_cb},
 		{"/api/top", top_cb},
 		{"/api/stacks", stacks_cb},
 		{"/api/stats", stats_cb},
@@ -517,4 +726,22 @@ void agg_query_fini(struct agg_query *q)
 {
 	if (q != NULL)
 		q->db = NULL;
+}
+
+/* --- helpers for routes outside this file (query.h) --- */
+
+int agg_query_param_time(struct agg_http_req *req, const char *name, int64_t def, int64_t *ns)
+{
+	return param_time(req, name, def, ns);
+}
+
+int agg_query_param_duration(struct agg_http_req *req, const char *name, int64_t def, int64_t max,
+			     int64_t *ns)
+{
+	return param_duration(req, name, def, max, ns);
+}
+
+int agg_query_param_limit(struct agg_http_req *req, int def, int max, int *limit)
+{
+	return param_limit(req, def, max, limit);
 }

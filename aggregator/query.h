@@ -50,6 +50,21 @@ int agg_query_init(struct agg_query *q, struct agg_db *db, agg_query_stats_fn st
  * negative errno from agg_http_route(). */
 int agg_query_register(struct agg_query *q, struct agg_http *http);
 
+/* Helpers for routes registered by other modules (capture.c, ...): each
+ * reads one query-string parameter, returns 0, or answers req with 400 and
+ * returns -EINVAL (req is then gone). Times are Unix ns or what
+ * sh_parse_time() accepts; durations ns or what sh_parse_duration()
+ * accepts, within [0, max]; limits within [1, max]. */
+int agg_query_param_time(struct agg_http_req *req, const char *name, int64_t def, int64_t *ns);
+int agg_query_param_duration(struct agg_http_req *req, const char *name, int64_t def, int64_t max,
+			     int64_t *ns);
+int agg_query_param_limit(struct agg_http_req *req, int def, int max, int *limit);
+
+/* agg_query_run_json runs sql on db (one row: body, or status and body, as
+ * the routes here do) and answers req with it; takes ownership of req. */
+void agg_query_run_json(struct agg_db *db, struct agg_http_req *req, const char *sql, int nparams,
+			const char *const *params);
+
 /* agg_query_fini releases q (nothing to free today; for symmetry). */
 void agg_query_fini(struct agg_query *q);
 
