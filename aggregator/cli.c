@@ -41,6 +41,7 @@ const char cli_usage_main[] =
 	"  stacks --host H [--from TIME] [--to TIME] [--folded]\n"
 	"                               one host's on-CPU stacks merged over a time range\n"
 	"  stats                        the aggregator's self-metrics\n"
+	"  capture show|list|--host H   view and export captures, list them, ask for one\n"
 	"  help [COMMAND]               this text, or a command's\n"
 	"\n"
 	"Options (before or after the command):\n"
@@ -648,6 +649,7 @@ static const struct command {
 	{"top", cmd_top, usage_top},
 	{"stacks", cmd_stacks, usage_stacks},
 	{"stats", cmd_stats, usage_stats},
+	{"capture", cli_cmd_capture, cli_usage_capture},
 };
 
 static const struct command *find_command(const char *name)

@@ -142,6 +142,13 @@ char *cli_human(double v, double base, const char *const *suffix);
 /* cli_url_escape appends s percent-encoded for a query string. */
 void cli_url_escape(struct cli_buf *b, const char *s);
 
+/* cli_get GETs path_query from the aggregator as is (no JSON parsing):
+ * stores the HTTP status, the body (malloc'd, NUL-terminated; caller
+ * frees) and its length. Returns 0, EXIT_USAGE for a bad server URL, or
+ * EXIT_RUNTIME when the aggregator could not be reached (printed). */
+int cli_get(const struct cli_opts *o, const char *path_query, int *status, char **body,
+	    size_t *len);
+
 /* cli_request GETs path_query from the aggregator and parses the JSON
  * answer into *doc (caller decrefs). With o->json it prints the answer to
  * stdout as is and leaves *doc NULL. Errors are printed. Returns 0 or
@@ -163,5 +170,10 @@ int cli_parse_limit(const char *s, const char *usage, long *limit);
  * does not take it). Returns 0, -1 after printing --help, or EXIT_USAGE. */
 int cli_parse_cmd_opts(struct cli_opts *o, int argc, char **argv, const char *usage,
 		       const char **at, const char **window, const char **host, const char **limit);
+
+/* cli_usage_capture and cli_cmd_capture: `spikehound capture` (cli_capture.c):
+ * view and export captures, list them, ask for new ones. */
+extern const char cli_usage_capture[];
+int cli_cmd_capture(struct cli_opts *o, int argc, char **argv);
 
 #endif

@@ -489,12 +489,12 @@ static const char *reach_error(int rv)
 	}
 }
 
-/* get sends GET path_query to the server and stores the status and the
- * body (malloc'd, NUL-terminated) in *status, *body and *len. Returns 0,
- * EXIT_USAGE for a bad server URL, EXIT_RUNTIME when the server could not
- * be reached (after saying why). */
-static int get(const struct cli_opts *o, const char *path_query, int *status, char **body,
-	       size_t *len)
+/* cli_get sends GET path_query to the server and stores the status and
+ * the body (malloc'd, NUL-terminated) in *status, *body and *len. Returns
+ * 0, EXIT_USAGE for a bad server URL, EXIT_RUNTIME when the server could
+ * not be reached (after saying why). */
+int cli_get(const struct cli_opts *o, const char *path_query, int *status, char **body,
+	    size_t *len)
 {
 	struct cli_buf url = {0};
 	const char *base = o->server;
@@ -577,7 +577,7 @@ int cli_request(const struct cli_opts *o, const char *path_query, json_t **doc)
 	json_t *j;
 
 	*doc = NULL;
-	if ((rv = get(o, path_query, &status, &body, &len)) != 0)
+	if ((rv = cli_get(o, path_query, &status, &body, &len)) != 0)
 		return rv;
 	j = json_loadb(body, len, 0, &jerr);
 	if (status < 200 || status > 299) {
