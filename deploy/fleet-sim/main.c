@@ -1,0 +1,301 @@
+/* main.c: fleet-sim, a fleet of synthetic spikehound agents in one process
+ * speaking the real wire protocol to a real aggregator (see README.md):
+ * options, the scenario, signals; run.c does the work. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "run.h"
+#include "scenario.h"
+#include "timeutil.h"
+
+#define MAX_BACKFILL_NS (29LL * 86400 * SH_NS_PER_SEC) /* the aggregator takes 30 days */
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	if (stop_requested < 2)
+		stop_requested++;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: fleet-sim [options]\n"
+		"Simulates a fleet of spikehound agents (summaries and spike events over the real\n"
+		"wire protocol) against a running spikehound-aggregator.\n"
+		"\n"
+		"  --aggregator URL         ingest address (default tcp://127.0.0.1:7470)\n"
+		"  --scenario FILE          scenario (INI, see tests/fleet/README.md); default: a\n"
+		"                           built-in fleet with baseline noise and no causes\n"
+		"  --hosts N                number of hosts (overrides the scenario's)\n"
+		"  --seed N                 random seed (default 1): same seed, same fleet and spikes\n"
+		"  --interval DUR           live summary interval (default: the scenario's, 10s)\n"
+		"  --backfill DUR           first generate history from now-DUR to now, as fast as\n"
+		"                           the aggregator acknowledges (at most 29d)\n"
+		"  --backfill-interval DUR  summary interval of that history (default 300s, <= 1h)\n"
+		"  --backfill-step DUR      history summaries carry one metric second per DUR\n"
+		"                           (default 30s)\n"
+		"  --duration DUR           run live until DUR after the start; without it: live\n"
+		"                           until stopped, or no live part after --backfill\n"
+		"  --concurrency N          requests in flight (default 64)\n"
+		"  --batch N                messages per request at most (default 20)\n"
+		"  --sockets N              connections to the aggregator (default 4)\n"
+		"  --timeout DUR            reply timeout before a resend (default 30s)\n"
+		"  --max-request-bytes N    request size limit (default 4194304)\n"
+		"  --truth FILE             write the ground truth (JSON lines, see fleet-spec)\n"
+		"  --progress DUR           progress line on stderr every DUR (default 5s; 0: none)\n"
+		"  --drain DUR              after SIGINT/SIGTERM wait this long for acks (default 10s)\n"
+		"  --log-level LEVEL        error, warn, info (default) or debug\n"
+		"  --check                  only check the scenario file\n"
+		"  -h, --help               this help\n"
+		"\n"
+		"Totals go to stdout as \"name value\" lines. Exit status: 0 when every message\n"
+		"was acknowledged, 1 when some were rejected or not acknowledged, 2 for a usage\n"
+		"or scenario error, 3 when the simulation could not run.\n");
+}
+
+static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_dur(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+	int64_t v;
+
+	if (sh_parse_duration(s, &v) != 0 || v < lo || v > hi)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum {
+		O_AGG = 256,
+		O_SCEN,
+		O_HOSTS,
+		O_SEED,
+		O_INTERVAL,
+		O_BACKFILL,
+		O_BF_INTERVAL,
+		O_BF_STEP,
+		O_DURATION,
+		O_CONC,
+		O_BATCH,
+		O_SOCKETS,
+		O_TIMEOUT,
+		O_MAXREQ,
+		O_TRUTH,
+		O_PROGRESS,
+		O_DRAIN,
+		O_LOG,
+		O_CHECK,
+	};
+	static const struct option longopts[] = {
+		{"aggregator", required_argument, NULL, O_AGG},
+		{"scenario", required_argument, NULL, O_SCEN},
+		{"hosts", required_argument, NULL, O_HOSTS},
+		{"seed", required_argument, NULL, O_SEED},
+		{"interval", required_argument, NULL, O_INTERVAL},
+		{"backfill", required_argument, NULL, O_BACKFILL},
+		{"backfill-interval", required_argument, NULL, O_BF_INTERVAL},
+		{"backfill-step", required_argument, NULL, O_BF_STEP},
+		{"duration", required_argument, NULL, O_DURATION},
+		{"concurrency", required_argument, NULL, O_CONC},
+		{"batch", required_argument, NULL, O_BATCH},
+		{"sockets", required_argument, NULL, O_SOCKETS},
+		{"timeout", required_argument, NULL, O_TIMEOUT},
+		{"max-request-bytes", required_argument, NULL, O_MAXREQ},
+		{"truth", required_argument, NULL, O_TRUTH},
+		{"progress", required_argument, NULL, O_PROGRESS},
+		{"drain", required_argument, NULL, O_DRAIN},
+		{"log-level", required_argument, NULL, O_LOG},
+		{"check", no_argument, NULL, O_CHECK},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct fsim_run_opts o = {
+		.url = "tcp://127.0.0.1:7470",
+		.seed = 1,
+		.duration_ns = -2, /* not given */
+		.backfill_interval_ns = 300 * SH_NS_PER_SEC,
+		.backfill_step_ns = 30 * SH_NS_PER_SEC,
+		.concurrency = 64,
+		.batch = 20,
+		.sockets = 4,
+		.timeout_ms = 30000,
+		.max_request_bytes = 4 << 20,
+		.progress_ns = 5 * SH_NS_PER_SEC,
+		.drain_ns = 10 * SH_NS_PER_SEC,
+	};
+	struct fsim_scenario sc;
+	const char *scenario = NULL, *bad = NULL;
+	uint64_t hosts = 0, u;
+	int64_t interval = 0, d;
+	char err[1024];
+	bool check = false;
+	struct sigaction sa;
+	int opt, rv;
+
+	sh_log_set_prog("fleet-sim");
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'h':
+			usage(stdout);
+			return 0;
+		case O_AGG:
+			o.url = optarg;
+			break;
+		case O_SCEN:
+			scenario = optarg;
+			break;
+		case O_HOSTS:
+			if (parse_u64(optarg, 1, 1000000, &hosts))
+				bad = "--hosts: expected a number from 1 to 1000000";
+			break;
+		case O_SEED:
+			if (parse_u64(optarg, 0, UINT64_MAX, &o.seed))
+				bad = "--seed: expected a non-negative number";
+			break;
+		case O_INTERVAL:
+			if (parse_dur(optarg, SH_NS_PER_SEC, 3600 * SH_NS_PER_SEC, &interval))
+				bad = "--interval: expected a duration from 1s to 1h";
+			break;
+		case O_BACKFILL:
+			if (parse_dur(optarg, 1, MAX_BACKFILL_NS, &o.backfill_ns))
+				bad = "--backfill: expected a duration up to 29d (the aggregator refuses data "
+				      "older than 30 days)";
+			break;
+		case O_BF_INTERVAL:
+			if (parse_dur(optarg, SH_NS_PER_SEC, 3600 * SH_NS_PER_SEC,
+				      &o.backfill_interval_ns))
+				bad = "--backfill-interval: expected a duration from 1s to 1h (the aggregator "
+				      "refuses longer summaries)";
+			break;
+		case O_BF_STEP:
+			if (parse_dur(optarg, SH_NS_PER_SEC, 3600 * SH_NS_PER_SEC,
+				      &o.backfill_step_ns))
+				bad = "--backfill-step: expected a duration from 1s to 1h";
+			break;
+		case O_DURATION:
+			if (parse_dur(optarg, 0, 3650LL * 86400 * SH_NS_PER_SEC, &o.duration_ns))
+				bad = "--duration: expected a duration";
+			break;
+		case O_CONC:
+			if (parse_u64(optarg, 1, 4096, &u))
+				bad = "--concurrency: expected a number from 1 to 4096";
+			o.concurrency = (int)u;
+			break;
+		case O_BATCH:
+			if (parse_u64(optarg, 1, 1000, &u))
+				bad = "--batch: expected a number from 1 to 1000 (the aggregator's limit)";
+			o.batch = (int)u;
+			break;
+		case O_SOCKETS:
+			if (parse_u64(optarg, 1, 64, &u))
+				bad = "--sockets: expected a number from 1 to 64";
+			o.sockets = (int)u;
+			break;
+		case O_TIMEOUT:
+			if (parse_dur(optarg, 100 * SH_NS_PER_MS, 3600 * SH_NS_PER_SEC, &d))
+				bad = "--timeout: expected a duration from 100ms to 1h";
+			o.timeout_ms = (int)(d / SH_NS_PER_MS);
+			break;
+		case O_MAXREQ:
+			if (parse_u64(optarg, 4096, 1ULL << 30, &u))
+				bad = "--max-request-bytes: expected a size from 4096 to 1073741824";
+			o.max_request_bytes = (size_t)u;
+			break;
+		case O_TRUTH:
+			o.truth_path = optarg;
+			break;
+		case O_PROGRESS:
+			if (parse_dur(optarg, 0, 86400 * SH_NS_PER_SEC, &o.progress_ns))
+				bad = "--progress: expected a duration";
+			break;
+		case O_DRAIN:
+			if (parse_dur(optarg, 0, 86400 * SH_NS_PER_SEC, &o.drain_ns))
+				bad = "--drain: expected a duration";
+			break;
+		case O_LOG:
+			if (sh_log_set_level(optarg) != 0)
+				bad = "--log-level: expected error, warn, info or debug";
+			break;
+		case O_CHECK:
+			check = true;
+			break;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		if (bad) {
+			fprintf(stderr, "fleet-sim: %s, not \"%s\"\n", bad, optarg);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "fleet-sim: unexpected argument \"%s\" (see --help)\n",
+			argv[optind]);
+		return 2;
+	}
+	if (o.backfill_step_ns > o.backfill_interval_ns)
+		o.backfill_step_ns = o.backfill_interval_ns;
+
+	rv = scenario ? fsim_scenario_load(&sc, scenario, err, sizeof(err))
+		      : fsim_scenario_defaults(&sc);
+	if (rv != 0) {
+		fprintf(stderr, "fleet-sim: %s\n", scenario ? err : "out of memory");
+		return 2;
+	}
+	if (check) {
+		printf("%s: ok: %u hosts, %zu causes\n", scenario ? scenario : "(defaults)",
+		       sc.hosts, sc.n_causes);
+		for (size_t i = 0; i < sc.n_causes; i++)
+			printf("  [%s] %s %s, feature \"%s\"\n", sc.causes[i].name,
+			       fsim_cause_type_names[sc.causes[i].type],
+			       sc.causes[i].kind >= 0 ? fsim_kind_names[sc.causes[i].kind] : "-",
+			       sc.causes[i].feature ? sc.causes[i].feature : "");
+		fsim_scenario_fini(&sc);
+		return 0;
+	}
+	o.sc = &sc;
+	o.hosts = hosts ? (uint32_t)hosts : sc.hosts;
+	o.interval_ns = interval ? interval : sc.interval_ns;
+	if (o.duration_ns == -2)
+		o.duration_ns = o.backfill_ns ? 0 : -1;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	rv = fsim_run(&o, &stop_requested);
+	fsim_scenario_fini(&sc);
+	if (rv < 0) {
+		fprintf(stderr, "fleet-sim: %s\n", strerror(-rv));
+		return 3;
+	}
+	return rv;
+}
