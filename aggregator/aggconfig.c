@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <ini.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "correlate.h"
 #include "timeutil.h"
 
 static int set_str(char **dst, const char *v)
@@ -56,9 +58,118 @@ static int parse_size(const char *v, uint64_t *out)
 	return -EINVAL;
 }
 
+/* key_is tells whether key is name, with '-' accepted for '_'. */
+static bool key_is(const char *key, const char *name)
+{
+	for (; *key && *name; key++, name++)
+		if (*key != *name && !(*key == '-' && *name == '_'))
+			return false;
+	return *key == *name;
+}
+
+/* set_duration parses a duration in [lo, hi] into *dst. */
+static int set_duration(const char *name, const char *value, int64_t lo, int64_t hi, int64_t *dst,
+			char *err, size_t errlen)
+{
+	int64_t ns;
+
+	if (sh_parse_duration(value, &ns) || ns < lo || ns > hi) {
+		snprintf(err, errlen, "%s must be a duration from %gs to %gs, not \"%s\"", name,
+			 (double)lo / 1e9, (double)hi / 1e9, value);
+		return -EINVAL;
+	}
+	*dst = ns;
+	return 0;
+}
+
+/* set_prob parses a probability in (0, 0.5) into *dst. */
+static int set_prob(const char *name, const char *value, double *dst, char *err, size_t errlen)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(value, &end);
+	if (errno || end == value || *end || !(v > 0) || !(v < 0.5)) {
+		snprintf(err, errlen, "%s must be a probability between 0 and 0.5 (like 1e-6), not \"%s\"",
+			 name, value);
+		return -EINVAL;
+	}
+	*dst = v;
+	return 0;
+}
+
+/* set_count parses an integer in [lo, hi] into *dst. */
+static int set_count(const char *name, const char *value, long lo, long hi, int *dst, char *err,
+		     size_t errlen)
+{
+	long n;
+
+	if (parse_int(value, lo, hi, &n)) {
+		snprintf(err, errlen, "%s must be a number from %ld to %ld, not \"%s\"", name, lo, hi,
+			 value);
+		return -EINVAL;
+	}
+	*dst = (int)n;
+	return 0;
+}
+
+/* set_correlate handles the correlate_* keys; 1 when key is not one. */
+static int set_correlate(struct agg_config *c, const char *key, const char *value, char *err,
+			 size_t errlen)
+{
+	const int64_t s = SH_NS_PER_SEC;
+
+	if (key_is(key, "correlate_interval"))
+		return set_duration("correlate_interval", value, SH_NS_PER_MS * 10, 3600 * s,
+				    &c->correlate_interval_ns, err, errlen);
+	if (key_is(key, "correlate_gap"))
+		return set_duration("correlate_gap", value, SH_NS_PER_MS, 600 * s,
+				    &c->correlate_gap_ns, err, errlen);
+	if (key_is(key, "correlate_lookback"))
+		return set_duration("correlate_lookback", value, 600 * s, 7 * 86400 * s,
+				    &c->correlate_lookback_ns, err, errlen);
+	if (key_is(key, "correlate_suspects_interval"))
+		return set_duration("correlate_suspects_interval", value, 0, 86400 * s,
+				    &c->correlate_suspects_interval_ns, err, errlen);
+	if (key_is(key, "correlate_min_hosts"))
+		return set_count("correlate_min_hosts", value, 2, 100000, &c->correlate_min_hosts, err,
+				 errlen);
+	if (key_is(key, "correlate_min_events"))
+		return set_count("correlate_min_events", value, 3, 1000, &c->correlate_min_events, err,
+				 errlen);
+	if (key_is(key, "correlate_batch"))
+		return set_count("correlate_batch", value, 100, 1000000, &c->correlate_batch, err,
+				 errlen);
+	if (key_is(key, "correlate_others_max"))
+		return set_count("correlate_others_max", value, 10, 1000000, &c->correlate_others_max,
+				 err, errlen);
+	if (key_is(key, "correlate_burst_p"))
+		return set_prob("correlate_burst_p", value, &c->correlate_burst_p, err, errlen);
+	if (key_is(key, "correlate_recurring_p"))
+		return set_prob("correlate_recurring_p", value, &c->correlate_recurring_p, err, errlen);
+	if (key_is(key, "correlate_periodic_p"))
+		return set_prob("correlate_periodic_p", value, &c->correlate_periodic_p, err, errlen);
+	return 1;
+}
+
 int agg_config_defaults(struct agg_config *c)
 {
+	struct agg_correlate_opts co;
+
 	memset(c, 0, sizeof(*c));
+	agg_correlate_opts_default(&co);
+	c->correlate_interval_ns = co.interval_ns;
+	c->correlate_gap_ns = co.gap_ns;
+	c->correlate_min_hosts = co.min_hosts;
+	c->correlate_lookback_ns = co.lookback_ns;
+	c->correlate_burst_p = co.burst_p;
+	c->correlate_recurring_p = co.recurring_p;
+	c->correlate_periodic_p = co.periodic_p;
+	c->correlate_min_events = co.min_events;
+	c->correlate_batch = co.batch;
+	c->correlate_suspects_interval_ns = co.suspects_interval_ns;
+	c->correlate_others_max = co.others_max;
 	c->writers = 2;
 	c->retention_days = 14;
 	c->stats_interval_ns = 60 * SH_NS_PER_SEC;
@@ -77,6 +188,7 @@ int agg_config_set(struct agg_config *c, const char *key, const char *value, cha
 {
 	long n;
 	int64_t ns;
+	int rv;
 
 	if (strcmp(key, "listen") == 0)
 		return set_str(&c->listen, value);
@@ -134,6 +246,8 @@ int agg_config_set(struct agg_config *c, const char *key, const char *value, cha
 		c->max_request_bytes = sz;
 		return 0;
 	}
+	if ((rv = set_correlate(c, key, value, err, errlen)) != 1)
+		return rv;
 	snprintf(err, errlen, "unknown setting \"%s\"", key);
 	return -EINVAL;
 }

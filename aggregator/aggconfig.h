@@ -18,6 +18,18 @@ struct agg_config {
 	int retention_days; /* partitions older than this are dropped */
 	int64_t stats_interval_ns;
 	uint64_t max_request_bytes;
+	/* the correlator (correlate.h): correlate_* keys */
+	int64_t correlate_interval_ns;
+	int64_t correlate_gap_ns;
+	int correlate_min_hosts;
+	int64_t correlate_lookback_ns;
+	double correlate_burst_p;
+	double correlate_recurring_p;
+	double correlate_periodic_p;
+	int correlate_min_events;
+	int correlate_batch;
+	int64_t correlate_suspects_interval_ns;
+	int correlate_others_max;
 };
 
 /* agg_config_defaults fills c with the defaults. Returns 0 or -ENOMEM. */

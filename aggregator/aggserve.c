@@ -1,6 +1,6 @@
 /* aggserve.c: the aggregator's event loop. One libuv loop owns all state:
- * ingest (nng under uv_poll), the query API, housekeeping timers and the
- * signal handlers that start a graceful stop. */
+ * ingest (nng under uv_poll), the correlator, the query API, housekeeping
+ * timers and the signal handlers that start a graceful stop. */
 #include "aggserve.h"
 
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "correlate.h"
 #include "db.h"
 #include "http.h"
 #include "ingest.h"
@@ -22,6 +23,8 @@ struct serve {
 	uv_signal_t sigterm, sigint;
 	uv_timer_t stats_timer, maint_timer;
 	struct agg_ingest *ingest;
+	struct agg_correlate *correlate;
+	int stopping_parts; /* ingest and correlator still stopping */
 	struct agg_db *maint_db;
 	struct agg_db *query_db;
 	struct agg_http *http;
@@ -34,12 +37,11 @@ static void closed_cb(uv_handle_t *h)
 	(void)h;
 }
 
-static void ingest_stopped_cb(void *arg)
+/* part_stopped closes the rest once ingest and the correlator are done. */
+static void part_stopped(struct serve *s)
 {
-	struct serve *s = arg;
-
-	s->ingest = NULL;
-	sh_info("ingest stopped: every received request was answered");
+	if (--s->stopping_parts > 0)
+		return;
 	uv_close((uv_handle_t *)&s->sigterm, closed_cb);
 	uv_close((uv_handle_t *)&s->sigint, closed_cb);
 	uv_close((uv_handle_t *)&s->stats_timer, closed_cb);
@@ -52,29 +54,73 @@ static void ingest_stopped_cb(void *arg)
 	s->query_db = NULL;
 }
 
+static void ingest_stopped_cb(void *arg)
+{
+	struct serve *s = arg;
+
+	s->ingest = NULL;
+	sh_info("ingest stopped: every received request was answered");
+	part_stopped(s);
+}
+
+static void correlate_stopped_cb(void *arg)
+{
+	struct serve *s = arg;
+
+	s->correlate = NULL;
+	sh_info("correlator stopped");
+	part_stopped(s);
+}
+
 /* stats_json_cb is the query API's /api/stats provider: ingest's counters
- * plus the HTTP server's, as one JSON object. */
+ * plus the HTTP server's and the correlator's ("correlator": {...}), as one
+ * JSON object. */
 static char *stats_json_cb(void *arg)
 {
 	struct serve *s = arg;
 	struct agg_http_stats hs = { 0 };
 	char *ingest = s->ingest ? agg_ingest_stats_json(s->ingest) : NULL, *out;
-	size_t len;
+	char *corr = s->correlate ? agg_correlate_stats_json(s->correlate) : NULL;
+	size_t len, cap;
 
 	if (s->http)
 		agg_http_get_stats(s->http, &hs);
-	if (!ingest)
+	if (!ingest) {
+		free(corr);
 		return NULL;
+	}
 	len = strlen(ingest);
-	out = malloc(len + 160);
+	cap = len + 200 + (corr ? strlen(corr) : 0);
+	out = malloc(cap);
 	if (out && len > 1) {
-		/* splice the HTTP counters into ingest's object */
-		snprintf(out, len + 160, "%.*s,\"http_requests\":%llu,\"http_errors\":%llu}",
+		/* splice the HTTP and correlator counters into ingest's object */
+		snprintf(out, cap, "%.*s,\"http_requests\":%llu,\"http_errors\":%llu%s%s}",
 			 (int)(len - 1), ingest, (unsigned long long)hs.requests,
-			 (unsigned long long)hs.errors);
+			 (unsigned long long)hs.errors, corr ? ",\"correlator\":" : "", corr ? corr : "");
 	}
 	free(ingest);
+	free(corr);
 	return out;
+}
+
+/* correlate_opts fills o from the configuration. */
+static void correlate_opts(const struct agg_serve_opts *so, struct agg_correlate_opts *o)
+{
+	const struct agg_config *c = so->cfg;
+
+	agg_correlate_opts_default(o);
+	o->dsn = so->dsn;
+	o->interval_ns = c->correlate_interval_ns;
+	o->gap_ns = c->correlate_gap_ns;
+	o->min_hosts = c->correlate_min_hosts;
+	o->lookback_ns = c->correlate_lookback_ns;
+	o->burst_p = c->correlate_burst_p;
+	o->recurring_p = c->correlate_recurring_p;
+	o->periodic_p = c->correlate_periodic_p;
+	o->min_events = c->correlate_min_events;
+	o->batch = c->correlate_batch;
+	o->suspects_interval_ns = c->correlate_suspects_interval_ns;
+	o->others_max = c->correlate_others_max;
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -94,6 +140,9 @@ static void signal_cb(uv_signal_t *h, int signum)
 		s->http = NULL;
 	}
 	agg_ingest_log_stats(s->ingest);
+	s->stopping_parts = 1 + (s->correlate != NULL);
+	if (s->correlate)
+		agg_correlate_stop(s->correlate, correlate_stopped_cb, s);
 	agg_ingest_stop(s->ingest, ingest_stopped_cb, s);
 }
 
@@ -128,10 +177,24 @@ static void maint_cb(uv_timer_t *t)
 		     "WITH d AS (DELETE FROM processes WHERE exit_time < now() - $1::int * interval '1 day'"
 		     " RETURNING 1) SELECT 0 - count(*) FROM d",
 		     1, params, maint_done_cb, s);
+	/* incidents whose events are gone with their partitions go too, and
+	 * queue rows of such events (the correlator was off that long) */
+	agg_db_query(s->maint_db,
+		     "WITH i AS (DELETE FROM incidents WHERE last_ts < now() - $1::int * interval '1 day'"
+		     " RETURNING incident_id),"
+		     " h AS (DELETE FROM incident_hosts x USING i WHERE x.incident_id = i.incident_id"
+		     " RETURNING 1),"
+		     " s AS (DELETE FROM incident_suspects x USING i WHERE x.incident_id = i.incident_id"
+		     " RETURNING 1),"
+		     " q AS (DELETE FROM correlate_queue WHERE ts < now() - $1::int * interval '1 day'"
+		     " RETURNING 1)"
+		     " SELECT 0 - count(*) FROM i",
+		     1, params, maint_done_cb, s);
 }
 
 int agg_serve(const struct agg_serve_opts *o)
 {
+	struct agg_correlate_opts co;
 	struct agg_ingest_opts io;
 	struct serve s;
 	uint64_t stats_ms;
@@ -160,6 +223,11 @@ int agg_serve(const struct agg_serve_opts *o)
 	    agg_query_init(&s.query, s.query_db, stats_json_cb, &s) != 0) {
 		sh_err("out of memory");
 		return -ENOMEM;
+	}
+	correlate_opts(o, &co);
+	if ((rv = agg_correlate_start(&s.loop, &co, &s.correlate)) != 0) {
+		sh_err("could not start the correlator: %s", strerror(-rv));
+		return rv;
 	}
 	rv = agg_http_start(&s.loop, o->cfg->http, &s.http);
 	if (rv == 0)

@@ -34,14 +34,21 @@ const char cli_usage_main[] =
 	"\n"
 	"Commands:\n"
 	"  hosts                        the hosts reporting to the aggregator\n"
-	"  spikes --at TIME [--window DUR]\n"
-	"                               spike events on all hosts within TIME +/- DUR\n"
+	"  spikes --at TIME [--window DUR] [--kind K] [--label k=v]\n"
+	"                               spike events on all hosts within TIME +/- DUR,\n"
+	"                               grouped by incident\n"
+	"  incidents [--since DUR]      fleet incidents (burst, periodic, recurring) and\n"
+	"                               their top suspect\n"
+	"  incident ID                  one incident: ranked suspects with their numbers,\n"
+	"                               hosts, events\n"
 	"  top --host H [--at TIME] [--window DUR]\n"
 	"                               one host's per-second metrics and processes\n"
 	"  stacks --host H [--from TIME] [--to TIME] [--folded]\n"
 	"                               one host's on-CPU stacks merged over a time range\n"
 	"  stats                        the aggregator's self-metrics\n"
 	"  capture show|list|--host H   view and export captures, list them, ask for one\n"
+	"  kernels [--since DUR] [--by kernel|label=KEY] [--html FILE]\n"
+	"                               is it the new kernel? spike rates per cohort vs a baseline\n"
 	"  help [COMMAND]               this text, or a command's\n"
 	"\n"
 	"Options (before or after the command):\n"
@@ -59,6 +66,8 @@ const char cli_usage_main[] =
 	"  spikehound hosts\n"
 	"  spikehound spikes --at 2025-11-22T10:21:07Z\n"
 	"  spikehound spikes --at -10m --window 10m\n"
+	"  spikehound incidents --since 6h\n"
+	"  spikehound incident 42\n"
 	"  spikehound top --host web-01 --at @1763806867 --window 10s\n"
 	"  spikehound --server http://aggregator.example:7471 --json stats\n"
 	"\n"
@@ -78,22 +87,29 @@ static const char usage_hosts[] =
 	"  spikehound --json hosts | jq '.hosts[].hostname'\n";
 
 static const char usage_spikes[] =
-	"usage: spikehound spikes --at TIME [--window DUR] [--limit N] [--json]\n"
+	"usage: spikehound spikes --at TIME [--window DUR] [--kind K] [--label KEY=VALUE]\n"
+	"                         [--limit N] [--json]\n"
 	"\n"
 	"List the spike events of every host between TIME - DUR and TIME + DUR,\n"
 	"oldest first: when, where, what kind, how long, who suffered and the\n"
-	"evidence the agent found (the culprit first).\n"
+	"evidence the agent found (the culprit first). Spikes the correlator put\n"
+	"into an incident are grouped under it with its top suspect; the others\n"
+	"follow.\n"
 	"\n"
-	"  --at TIME      the time to search around (required)\n"
-	"  --window DUR   how far to look on each side of TIME (default 10s)\n"
-	"  --limit N      show at most N events (default 1000)\n"
+	"  --at TIME          the time to search around (required)\n"
+	"  --window DUR       how far to look on each side of TIME (default 10s)\n"
+	"  --kind K           only spikes of kind K (mmap_lock_wait, syscall, runq,\n"
+	"                     reclaim, softirq, cpu_stall, accounting, probe)\n"
+	"  --label KEY=VALUE  only hosts with that label\n"
+	"  --limit N          show at most N events (default 1000)\n"
 	"\n"
 	"TIME: now, -60s, -5m, 2025-11-22T10:21:07Z, 2025-11-22 10:21:07.250,\n"
 	"      2025-11-22T12:21:07+02:00, @1763806867\n"
 	"\n"
 	"Examples:\n"
 	"  spikehound spikes --at 2025-11-22T10:21:07Z\n"
-	"  spikehound spikes --at -30m --window 30m --limit 50\n";
+	"  spikehound spikes --at -30m --window 30m --limit 50\n"
+	"  spikehound spikes --at -1h --window 1h --kind mmap_lock_wait --label role=redis\n";
 
 static const char usage_top[] =
 	"usage: spikehound top --host H [--at TIME] [--window DUR] [--limit N] [--json]\n"
@@ -252,50 +268,12 @@ static char *evidence_text(json_t *ev, const char *detail)
 	return out;
 }
 
-static int cmd_spikes(struct cli_opts *o, int argc, char **argv)
+void cli_spikes_table(json_t *spikes)
 {
-	const char *at_s = NULL, *window_s = NULL, *limit_s = NULL;
-	int64_t at, window = 10 * SH_NS_PER_SEC, from, to;
-	long limit = 1000;
-	struct cli_buf path = {0};
-	json_t *doc, *spikes, *e;
 	struct cli_table t;
-	char fb[40], tb[40];
+	json_t *e;
 	size_t i;
-	int rv;
 
-	rv = cli_parse_cmd_opts(o, argc, argv, usage_spikes, &at_s, &window_s, NULL, &limit_s);
-	if (rv != 0)
-		return rv < 0 ? 0 : rv;
-	if (at_s == NULL) {
-		cli_usage_error(usage_spikes, "spikes needs --at TIME (the time to search around)");
-		return EXIT_USAGE;
-	}
-	if ((rv = cli_parse_time("--at", at_s, usage_spikes, &at)) != 0 ||
-	    (window_s != NULL && (rv = cli_parse_window(window_s, usage_spikes, &window)) != 0) ||
-	    (limit_s != NULL && (rv = cli_parse_limit(limit_s, usage_spikes, &limit)) != 0))
-		return rv;
-	if (window > 31 * 86400 * SH_NS_PER_SEC) {
-		cli_usage_error(usage_spikes, "bad --window \"%s\": at most 31d on each side", window_s);
-		return EXIT_USAGE;
-	}
-	cli_buf_printf(&path, "/api/spikes?at=%" PRId64 "&window=%" PRId64 "&limit=%ld", at, window,
-		   limit);
-	rv = cli_request(o, path.p, &doc);
-	free(path.p);
-	if (rv != 0 || doc == NULL)
-		return rv;
-
-	from = at - window;
-	to = at + window;
-	sh_format_time(from, fb, sizeof(fb));
-	sh_format_time(to, tb, sizeof(tb));
-	spikes = json_object_get(doc, "spikes");
-	if (json_array_size(spikes) == 0) {
-		printf("no spikes between %s and %s\n", fb, tb);
-		json_decref(doc);
-		return 0;
-	}
 	cli_table_init(&t, "TIME|HOST|KIND|>DURATION|VICTIM|EVIDENCE");
 	json_array_foreach (spikes, i, e) {
 		char *cells[6];
@@ -318,8 +296,164 @@ static int cmd_spikes(struct cli_opts *o, int argc, char **argv)
 	}
 	cli_table_print(&t);
 	cli_table_free(&t);
-	printf("(%zu spike%s between %s and %s%s)\n", json_array_size(spikes),
+}
+
+/* spikes_of returns the spikes of incident id (0: of none), borrowed
+ * references in a new array (caller decrefs). */
+static json_t *spikes_of(json_t *spikes, int64_t id)
+{
+	json_t *out = json_array(), *e;
+	size_t i;
+
+	json_array_foreach (spikes, i, e) {
+		bool ok;
+		int64_t v = cli_jint(e, "incident_id", &ok);
+
+		if ((ok ? v : 0) == id)
+			json_array_append(out, e);
+	}
+	return out;
+}
+
+static int cmd_spikes(struct cli_opts *o, int argc, char **argv)
+{
+	enum { OPT_KIND = OPT_HELP + 1, OPT_LABEL };
+	static const struct option longopts[] = {
+		GLOBAL_LONGOPTS,
+		{"at", required_argument, NULL, OPT_AT},
+		{"window", required_argument, NULL, OPT_WINDOW},
+		{"limit", required_argument, NULL, OPT_LIMIT},
+		{"kind", required_argument, NULL, OPT_KIND},
+		{"label", required_argument, NULL, OPT_LABEL},
+		{NULL, 0, NULL, 0},
+	};
+	const char *at_s = NULL, *window_s = NULL, *kind = NULL, *label = NULL;
+	int64_t at, window = 10 * SH_NS_PER_SEC, from, to;
+	long limit = 1000;
+	struct cli_buf path = {0};
+	json_t *doc, *spikes, *incidents, *inc, *rest;
+	char fb[40], tb[40];
+	size_t i, grouped = 0;
+	int c, rv;
+
+	optind = 0;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+		if (c == 'h' || c == OPT_HELP) {
+			fputs(usage_spikes, stdout);
+			return 0;
+		}
+		if ((rv = cli_global_opt(o, c, usage_spikes)) != 1) {
+			if (rv != 0)
+				return rv;
+			continue;
+		}
+		switch (c) {
+		case OPT_AT:
+			at_s = optarg;
+			break;
+		case OPT_WINDOW:
+			window_s = optarg;
+			break;
+		case OPT_LIMIT:
+			if ((rv = cli_parse_limit(optarg, usage_spikes, &limit)) != 0)
+				return rv;
+			break;
+		case OPT_KIND:
+			kind = optarg;
+			break;
+		case OPT_LABEL:
+			label = optarg;
+			if (strchr(label, '=') == NULL || label[0] == '=') {
+				cli_usage_error(usage_spikes, "bad --label \"%s\": expected KEY=VALUE, like rack=r07",
+						label);
+				return EXIT_USAGE;
+			}
+			break;
+		case ':':
+			cli_usage_error(usage_spikes, "option %s needs a value", argv[optind - 1]);
+			return EXIT_USAGE;
+		default:
+			cli_usage_error(usage_spikes, "unknown option \"%s\" for spikes", argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		cli_usage_error(usage_spikes, "unexpected argument \"%s\"", argv[optind]);
+		return EXIT_USAGE;
+	}
+	if (at_s == NULL) {
+		cli_usage_error(usage_spikes, "spikes needs --at TIME (the time to search around)");
+		return EXIT_USAGE;
+	}
+	if ((rv = cli_parse_time("--at", at_s, usage_spikes, &at)) != 0 ||
+	    (window_s != NULL && (rv = cli_parse_window(window_s, usage_spikes, &window)) != 0))
+		return rv;
+	if (window > 31 * 86400 * SH_NS_PER_SEC) {
+		cli_usage_error(usage_spikes, "bad --window \"%s\": at most 31d on each side", window_s);
+		return EXIT_USAGE;
+	}
+	cli_buf_printf(&path, "/api/spikes?at=%" PRId64 "&window=%" PRId64 "&limit=%ld", at, window,
+		   limit);
+	if (kind != NULL) {
+		cli_buf_add(&path, "&kind=", 6);
+		cli_url_escape(&path, kind);
+	}
+	if (label != NULL) {
+		cli_buf_add(&path, "&label=", 7);
+		cli_url_escape(&path, label);
+	}
+	rv = cli_request(o, path.p, &doc);
+	free(path.p);
+	if (rv != 0 || doc == NULL)
+		return rv;
+
+	from = at - window;
+	to = at + window;
+	sh_format_time(from, fb, sizeof(fb));
+	sh_format_time(to, tb, sizeof(tb));
+	spikes = json_object_get(doc, "spikes");
+	if (json_array_size(spikes) == 0) {
+		printf("no spikes between %s and %s\n", fb, tb);
+		json_decref(doc);
+		return 0;
+	}
+	/* each incident with its spikes, then the spikes in none */
+	incidents = json_object_get(doc, "incidents");
+	json_array_foreach (incidents, i, inc) {
+		bool ok;
+		int64_t id = cli_jint(inc, "incident_id", &ok);
+		json_t *mine, *top = json_object_get(inc, "top_suspect");
+		char *title;
+
+		if (!ok || json_array_size(mine = spikes_of(spikes, id)) == 0) {
+			if (ok)
+				json_decref(mine);
+			continue;
+		}
+		title = cli_incident_title(inc);
+		printf("%sincident #%" PRId64 ": %s\n", grouped ? "\n" : "", id, title);
+		free(title);
+		if (json_is_object(top)) {
+			char *line = cli_suspect_text(top, 0);
+
+			printf("  top suspect: %s\n", line);
+			free(line);
+		}
+		cli_spikes_table(mine);
+		grouped += json_array_size(mine);
+		json_decref(mine);
+	}
+	rest = spikes_of(spikes, 0);
+	if (json_array_size(rest) > 0) {
+		if (grouped)
+			puts("\nnot in an incident:");
+		cli_spikes_table(rest);
+	}
+	json_decref(rest);
+	printf("(%zu spike%s between %s and %s%s%s)\n", json_array_size(spikes),
 	       json_array_size(spikes) == 1 ? "" : "s", fb, tb,
+	       grouped ? ", grouped by incident" : "",
 	       json_is_true(json_object_get(doc, "truncated")) ? "; more not shown, see --limit" : "");
 	json_decref(doc);
 	return 0;
@@ -649,7 +783,10 @@ static const struct command {
 	{"top", cmd_top, usage_top},
 	{"stacks", cmd_stacks, usage_stacks},
 	{"stats", cmd_stats, usage_stats},
+	{"incidents", cli_cmd_incidents, cli_usage_incidents},
+	{"incident", cli_cmd_incident, cli_usage_incident},
 	{"capture", cli_cmd_capture, cli_usage_capture},
+	{"kernels", cli_cmd_kernels, cli_usage_kernels},
 };
 
 static const struct command *find_command(const char *name)
@@ -688,7 +825,7 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	if (optind >= argc) {
-		cli_usage_error(cli_usage_main, "no command given (hosts, spikes, top, stacks, stats)");
+		cli_usage_error(cli_usage_main, "no command given (hosts, spikes, incidents, incident, top, stacks, stats)");
 		return EXIT_USAGE;
 	}
 	if (strcmp(argv[optind], "help") == 0) {
@@ -706,7 +843,7 @@ int main(int argc, char **argv)
 	if ((cmd = find_command(argv[optind])) == NULL) {
 		char *shown = cli_safe_text(argv[optind], TEXT_WIDTH);
 
-		cli_usage_error(cli_usage_main, "no such command \"%s\" (hosts, spikes, top, stacks, stats)", shown);
+		cli_usage_error(cli_usage_main, "no such command \"%s\" (hosts, spikes, incidents, incident, top, stacks, stats)", shown);
 		free(shown);
 		return EXIT_USAGE;
 	}

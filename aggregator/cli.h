@@ -176,4 +176,33 @@ int cli_parse_cmd_opts(struct cli_opts *o, int argc, char **argv, const char *us
 extern const char cli_usage_capture[];
 int cli_cmd_capture(struct cli_opts *o, int argc, char **argv);
 
+/* cli_usage_incidents, cli_cmd_incidents: `spikehound incidents`;
+ * cli_usage_incident, cli_cmd_incident: `spikehound incident ID`
+ * (cli_incidents.c). */
+extern const char cli_usage_incidents[];
+int cli_cmd_incidents(struct cli_opts *o, int argc, char **argv);
+extern const char cli_usage_incident[];
+int cli_cmd_incident(struct cli_opts *o, int argc, char **argv);
+
+/* cli_fmt_p formats a p-value from its log10: "p=0.0023", "p=2e-73". */
+char *cli_fmt_p(double log10_p);
+
+/* cli_suspect_text is one suspect of the API as a line: "FEATURE   on
+ * 48/50 spiking hosts vs 3/950 others   p=2e-73   holder in 45/48 events"
+ * (feature cut to feature_width columns, 0: not cut; safe text). */
+char *cli_suspect_text(json_t *suspect, size_t feature_width);
+
+/* cli_incident_title is an incident of the API as "periodic mmap_lock_wait
+ * every 600.0 s ± 0.4 s on 48 hosts, 312 events" (safe text). */
+char *cli_incident_title(json_t *incident);
+
+/* cli_spikes_table prints spike events of the API (a JSON array) as the
+ * table `spikehound spikes` shows (cli.c). */
+void cli_spikes_table(json_t *spikes);
+
+/* cli_usage_kernels and cli_cmd_kernels: `spikehound kernels` (cli_kernels.c):
+ * the kernel-version report as tables, JSON or an HTML page. */
+extern const char cli_usage_kernels[];
+int cli_cmd_kernels(struct cli_opts *o, int argc, char **argv);
+
 #endif

@@ -23,7 +23,8 @@
 #include "log.h"
 #include "timeutil.h"
 
-#define NSTEPS 6
+#define NSTEPS 7 /* hello, msg, summary, proc, event, stack, hist */
+#define HIST_SLOTS 32 /* the rollups' log2-microsecond buckets (sql/006) */
 #define MAX_KNOWN_STACKS 1000000
 #define HELLO_REFRESH_NS (30 * SH_NS_PER_SEC)
 #define MAX_REASONS 48
@@ -38,8 +39,8 @@ static const char setup_sql[] =
 	" clock_skew_ms float8) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS st_msg (host_id uuid, boot_id uuid, seq bigint,"
 	" kind text, dropped_before bigint, snapshot_ts timestamptz) ON COMMIT DELETE ROWS;"
-	"CREATE TEMP TABLE IF NOT EXISTS st_new (host_id uuid, boot_id uuid, seq bigint)"
-	" ON COMMIT DELETE ROWS;"
+	"CREATE TEMP TABLE IF NOT EXISTS st_new (host_id uuid, boot_id uuid, seq bigint,"
+	" kernel_release text) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS st_summary (LIKE summaries INCLUDING STORAGE)"
 	" WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS st_proc (host_id uuid, boot_id uuid, seq bigint,"
@@ -47,10 +48,68 @@ static const char setup_sql[] =
 	" cmdline text, cgroup text, exit_time timestamptz) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS st_event (LIKE spike_events) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS st_stack (stack_id bigint, folded text)"
+	" ON COMMIT DELETE ROWS;"
+	"CREATE TEMP TABLE IF NOT EXISTS st_hist (host_id uuid, boot_id uuid, seq bigint,"
+	" ts timestamptz, kind text, count float8, sum_ns float8, b float8[])"
 	" ON COMMIT DELETE ROWS;";
 
+/* HIST_BUCKETS(X) calls X(column suffix, 1-based array index) for the 32
+ * histogram buckets of the rollup tables (b00 .. b31). */
+#define HIST_BUCKETS(X)                                                                   \
+	X("00", "1") X("01", "2") X("02", "3") X("03", "4") X("04", "5") X("05", "6")      \
+	X("06", "7") X("07", "8") X("08", "9") X("09", "10") X("10", "11") X("11", "12")  \
+	X("12", "13") X("13", "14") X("14", "15") X("15", "16") X("16", "17")            \
+	X("17", "18") X("18", "19") X("19", "20") X("20", "21") X("21", "22")            \
+	X("22", "23") X("23", "24") X("24", "25") X("25", "26") X("26", "27")            \
+	X("27", "28") X("28", "29") X("29", "30") X("30", "31") X("31", "32")
+/* an empty bucket is NULL (sql/006_rollups.sql) */
+#define B_SUM(n, i) ", nullif(sum(b[" i "]), 0)"
+#define B_ADD(n, i) ", b" n " = coalesce(r.b" n " + EXCLUDED.b" n ", r.b" n ", EXCLUDED.b" n ")"
+#define KIND_ADD                                                                          \
+	" events = r.events + EXCLUDED.events, hist_count = r.hist_count + EXCLUDED.hist_count," \
+	" hist_sum_ns = r.hist_sum_ns + EXCLUDED.hist_sum_ns" HIST_BUCKETS(B_ADD)
+#define ROLLUP_SLOT "coalesce(nullif(current_setting('spikehound.rollup_slot', true), ''), '0')::smallint"
+
+/* ROLLUP_SQL adds the new summaries and events of the batch to the rollups
+ * of sql/006_rollups.sql, in one statement: c is the coverage of each new
+ * summary, e one row per new event and per new histogram, each with the
+ * kernel release of its boot (st_new). Rows are grouped by their key (an
+ * upsert may touch a row only once) and sorted by it, so concurrent writers
+ * lock shared rows in the same order; the kernel-hour rows carry the
+ * writer's slot, so writers do not share them at all. */
+#define ROLLUP_SQL                                                                          \
+	"WITH c AS (SELECT s.host_id, n.kernel_release AS k, s.ts_start AS t,"              \
+	" least(greatest(date_part('epoch', s.ts_end - s.ts_start), 0), 86400) AS cov"      \
+	" FROM st_summary s JOIN st_new n USING (host_id, boot_id, seq)),"                 \
+	" e AS (SELECT v.host_id, n.kernel_release AS k, v.ts AS t, v.kind, 1 AS ev,"       \
+	" 0::float8 AS hc, 0::float8 AS hs, NULL::float8[] AS b"                            \
+	" FROM st_event v JOIN st_new n USING (host_id, boot_id, seq)"                     \
+	" UNION ALL SELECT h.host_id, n.kernel_release, h.ts, h.kind, 0, h.count, h.sum_ns, h.b" \
+	" FROM st_hist h JOIN st_new n USING (host_id, boot_id, seq)),"                    \
+	" hd AS (INSERT INTO rollup_host_day AS r (day, host_id, kernel_release, covered_s,"   \
+	" summaries) SELECT (t AT TIME ZONE 'UTC')::date, host_id, k, sum(cov), count(*)"   \
+	" FROM c GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"                                         \
+	" ON CONFLICT (day, host_id, kernel_release) DO UPDATE"                             \
+	" SET covered_s = r.covered_s + EXCLUDED.covered_s,"                                \
+	" summaries = r.summaries + EXCLUDED.summaries),"                                   \
+	" kh AS (INSERT INTO rollup_kernel_hour AS r (hour, kernel_release, slot, covered_s," \
+	" summaries) SELECT date_trunc('hour', t, 'UTC'), k, " ROLLUP_SLOT ", sum(cov), count(*)" \
+	" FROM c GROUP BY 1, 2 ORDER BY 1, 2"                                               \
+	" ON CONFLICT (hour, kernel_release, slot) DO UPDATE"                               \
+	" SET covered_s = r.covered_s + EXCLUDED.covered_s,"                                \
+	" summaries = r.summaries + EXCLUDED.summaries),"                                   \
+	" hk AS (INSERT INTO rollup_host_day_kind AS r"                                     \
+	" SELECT (t AT TIME ZONE 'UTC')::date, host_id, k, kind, sum(ev), sum(hc), sum(hs)" \
+	HIST_BUCKETS(B_SUM) " FROM e GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"              \
+	" ON CONFLICT (day, host_id, kernel_release, kind) DO UPDATE SET" KIND_ADD ")"      \
+	" INSERT INTO rollup_kernel_hour_kind AS r"                                         \
+	" SELECT date_trunc('hour', t, 'UTC'), k, kind, " ROLLUP_SLOT ", sum(ev), sum(hc),"  \
+	" sum(hs)" HIST_BUCKETS(B_SUM) " FROM e GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"          \
+	" ON CONFLICT (hour, kernel_release, kind, slot) DO UPDATE SET" KIND_ADD ";"
+
 /* Everything after the COPYs: dedupe on the per-boot high-water mark, move
- * new rows into the real tables, advance the marks, commit. */
+ * new rows into the real tables, add them to the rollups, advance the
+ * marks, commit. */
 static const char final_sql[] =
 	"INSERT INTO hosts AS h (host_id, hostname, labels, cpu_count, cpu_model, memory_bytes,"
 	" agent_version, last_boot_id, last_seen, clock_skew_ms)"
@@ -74,7 +133,7 @@ static const char final_sql[] =
 	" SELECT DISTINCT host_id, boot_id, '' FROM st_msg ON CONFLICT DO NOTHING;"
 	"SELECT 1 FROM boots b JOIN (SELECT DISTINCT host_id, boot_id FROM st_msg) s"
 	" USING (host_id, boot_id) ORDER BY b.host_id, b.boot_id FOR UPDATE OF b;"
-	"INSERT INTO st_new SELECT m.host_id, m.boot_id, m.seq FROM st_msg m"
+	"INSERT INTO st_new SELECT m.host_id, m.boot_id, m.seq, b.kernel_release FROM st_msg m"
 	" JOIN boots b USING (host_id, boot_id) WHERE m.seq > b.last_seq;"
 	"INSERT INTO stacks (stack_id, folded) SELECT DISTINCT ON (stack_id) stack_id, folded"
 	" FROM st_stack ORDER BY stack_id ON CONFLICT DO NOTHING;"
@@ -107,6 +166,7 @@ static const char final_sql[] =
 	"UPDATE hosts h SET spool_dropped = h.spool_dropped + d.n FROM (SELECT m.host_id,"
 	" sum(m.dropped_before) AS n FROM st_msg m JOIN st_new USING (host_id, boot_id, seq)"
 	" GROUP BY 1) d WHERE h.host_id = d.host_id AND d.n > 0;"
+	ROLLUP_SQL
 	"UPDATE boots b SET last_seq = n.mx, last_seen = now() FROM (SELECT host_id, boot_id,"
 	" max(seq) AS mx FROM st_new GROUP BY 1, 2) n"
 	" WHERE b.host_id = n.host_id AND b.boot_id = n.boot_id;"
@@ -781,6 +841,43 @@ static void stage_stacks(struct batch *b, const Spikehound__Summary *s)
 	copy_json(c, histograms_json(s));
 }
 
+static int64_t clamp64(uint64_t v)
+{
+	return v > INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+/* stage_hists writes one st_hist row per histogram of the summary, its
+ * buckets folded into the rollups' HIST_SLOTS (the last one takes the rest). */
+static void stage_hists(struct batch *b, const Spikehound__AgentMessage *m)
+{
+	const Spikehound__Summary *s = m->summary;
+	struct agg_copybuf *c = &b->buf[6];
+
+	for (size_t i = 0; i < s->n_histograms; i++) {
+		const Spikehound__Histogram *h = s->histograms[i];
+		uint64_t slot[HIST_SLOTS] = { 0 };
+
+		for (size_t k = 0; k < h->n_buckets; k++) {
+			uint64_t *v = &slot[k < HIST_SLOTS ? k : HIST_SLOTS - 1];
+
+			*v = *v + h->buckets[k] < *v ? UINT64_MAX : *v + h->buckets[k];
+		}
+		agg_copybuf_str(c, m->host_id);
+		agg_copybuf_str(c, m->boot_id);
+		agg_copybuf_i64(c, (int64_t)m->seq);
+		agg_copybuf_ts(c, s->start_ns);
+		agg_copybuf_str(c, h->kind);
+		/* integers, printed exactly; the columns are float8 */
+		agg_copybuf_i64(c, clamp64(h->count));
+		agg_copybuf_i64(c, clamp64(h->sum_ns));
+		agg_copybuf_array_begin(c);
+		for (int k = 0; k < HIST_SLOTS; k++)
+			agg_copybuf_elem_i64(c, clamp64(slot[k]));
+		agg_copybuf_array_end(c);
+		agg_copybuf_end_row(c);
+	}
+}
+
 static void stage_summary(struct batch *b, const Spikehound__AgentMessage *m)
 {
 	const Spikehound__Summary *s = m->summary;
@@ -822,6 +919,7 @@ static void stage_summary(struct batch *b, const Spikehound__AgentMessage *m)
 	}
 	stage_stacks(b, s);
 	agg_copybuf_end_row(c);
+	stage_hists(b, m);
 	for (size_t i = 0; i < s->n_started; i++)
 		stage_proc(pc, m, 's', s->started[i]);
 	for (size_t i = 0; i < s->n_exited; i++)
@@ -1124,8 +1222,13 @@ static void build_copy_sql(struct agg_ingest *ing)
 		 " histograms)"
 		 " FROM STDIN");
 	snprintf(ing->copy_sql[3], sizeof(ing->copy_sql[3]), "COPY st_proc FROM STDIN");
-	snprintf(ing->copy_sql[4], sizeof(ing->copy_sql[4]), "COPY st_event FROM STDIN");
+	/* named columns: spike_events grows columns ingest does not write
+	 * (incident_id, set by the correlator) */
+	snprintf(ing->copy_sql[4], sizeof(ing->copy_sql[4]),
+		 "COPY st_event (host_id, boot_id, seq, ts, duration_ns, kind, cpu, victim_pid,"
+		 " victim_tid, victim_comm, victim_cgroup, detail, evidence, received_at) FROM STDIN");
 	snprintf(ing->copy_sql[5], sizeof(ing->copy_sql[5]), "COPY st_stack FROM STDIN");
+	snprintf(ing->copy_sql[6], sizeof(ing->copy_sql[6]), "COPY st_hist FROM STDIN");
 }
 
 int agg_ingest_start(uv_loop_t *loop, const struct agg_ingest_opts *o, struct agg_ingest **out)
@@ -1149,8 +1252,12 @@ int agg_ingest_start(uv_loop_t *loop, const struct agg_ingest_opts *o, struct ag
 		goto cleanup;
 	}
 	for (int i = 0; i < ing->opts.writers; i++) {
+		char setup[sizeof(setup_sql) + 64];
+
+		/* each writer adds to its own kernel-hour rollup rows (ROLLUP_SQL) */
+		snprintf(setup, sizeof(setup), "%sSET spikehound.rollup_slot = '%d';", setup_sql, i);
 		ing->writers[i] = agg_db_new(loop, o->dsn, "spikehound-ingest");
-		if (!ing->writers[i] || agg_db_set_setup(ing->writers[i], setup_sql) != 0) {
+		if (!ing->writers[i] || agg_db_set_setup(ing->writers[i], setup) != 0) {
 			err = -ENOMEM;
 			goto cleanup;
 		}

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "query.h"
+#include "query_kernels.h"
 #include "timeutil.h"
 
 #define HOSTS_LIMIT_DEFAULT 10000
@@ -292,6 +293,7 @@ static const char index_html[] =
 	"&mdash; fleet incidents (bursts, periodic, recurring) with their top suspect</li>\n"
 	"<li>/api/incident?id=N [limit] &mdash; one incident: hosts, ranked suspects with their "
 	"numbers, representative events</li>\n"
+	"<li><a href=\"/api/kernels?since=7d\">/api/kernels</a> [since=D] [by=kernel|label:KEY] [baseline=R] &mdash; the kernel report (<a href=\"/api/kernels?since=7d&amp;format=html\">as a page</a>)</li>\n"
 	"<li><a href=\"/api/stats\">/api/stats</a> &mdash; the aggregator's self-metrics</li>\n"
 	"</ul>\n"
 	"<p>From a shell: <code>spikehound --help</code>.</p>\n"
@@ -711,6 +713,7 @@ int agg_query_register(struct agg_query *q, struct agg_http *http)
 		{"/api/top", top_cb},
 		{"/api/stacks", stacks_cb},
 		{"/api/stats", stats_cb},
+		{"/api/kernels", agg_query_kernels_cb},
 	};
 	size_t i;
 	int rv;

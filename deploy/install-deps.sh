@@ -11,6 +11,9 @@ PKGS=(
   libuv1-dev libpq-dev postgresql-15 postgresql-client-15
   libjansson-dev libinih-dev uthash-dev libzstd-dev libssl-dev libcmocka-dev
   linux-perf procps util-linux iproute2 curl libc6-dbg
+  # the kernel report's browser test: headless Chromium renders the HTML
+  # page, libpng reads its screenshot (tests/integration/test_kernels_report.c)
+  chromium libpng-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then
