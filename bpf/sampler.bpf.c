@@ -3,7 +3,10 @@
  * lifecycle tracer. A perf_event program runs on a software cpu-clock event
  * opened by user space on every online CPU (99 Hz, frequency mode) and sends
  * each sample with its kernel and user stacks, copied by bpf_get_stack, to
- * the ring buffer "events"; tp_btf programs on sched_process_exec/fork/exit
+ * the ring buffer "events" (the user stack twice: as addresses, and, until
+ * user space has read the process's mappings ("mapped_pids"), as build id +
+ * file offset per frame, resolved by the kernel while the process and its
+ * mappings exist); tp_btf programs on sched_process_exec/fork/exit
  * send lifecycle events to the same ring. Failures are counted per CPU in
  * "counters" (enum sh_counter). Event layouts are in sampler.h. */
 #include "vmlinux.h"
@@ -17,17 +20,33 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define PF_KTHREAD 0x00200000
 
+_Static_assert(sizeof(struct sh_ubuild_frame) == sizeof(struct bpf_stack_build_id),
+	       "sh_ubuild_frame mirrors struct bpf_stack_build_id");
+
 /* Settings, written through skel->rodata before load. */
 const volatile __u32 filter_tgid = 0;	      /* 0: every process */
 const volatile bool skip_idle = false;	      /* drop samples of the idle task */
 const volatile bool kernel_stacks = true;
 const volatile bool user_stacks = true;
+const volatile bool user_build_ids = true; /* also the user stack as build id + offset */
 const volatile bool fork_events = true;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20); /* resized by user space before load */
 } events SEC(".maps");
+
+/* Processes whose mappings user space has read: their samples skip the
+ * build-id walk (it costs about as much as the rest of a sample), so only
+ * the first samples of a process, and every sample of one too short-lived
+ * to be looked at, pay it. Written by user space, deleted at exec and
+ * exit. The value is unused. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u8);
+} mapped_pids SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -89,6 +108,8 @@ int perf_cpu_clock(struct bpf_perf_event_data *ctx)
 	e->ustack_depth = 0;
 	e->kstack_err = 0;
 	e->ustack_err = 0;
+	e->ubuild_depth = 0;
+	e->ubuild_err = 0;
 	if (tid == 0)
 		e->hdr.flags |= SH_SAMPLE_IDLE;
 
@@ -116,6 +137,17 @@ int perf_cpu_clock(struct bpf_perf_event_data *ctx)
 			e->ustack_depth = ret / sizeof(__u64);
 			if (e->ustack_depth == 1)
 				count(SH_CNT_USTACK_DEPTH1);
+		}
+		if (user_build_ids && e->ustack_depth &&
+		    !bpf_map_lookup_elem(&mapped_pids, &tgid)) {
+			ret = bpf_get_stack(ctx, e->ubuild, sizeof(e->ubuild),
+					    BPF_F_USER_STACK | BPF_F_USER_BUILD_ID);
+			if (ret < 0) {
+				e->ubuild_err = ret;
+				count(SH_CNT_UBUILD_ERR);
+			} else {
+				e->ubuild_depth = ret / sizeof(struct sh_ubuild_frame);
+			}
 		}
 	}
 
@@ -149,7 +181,9 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct sh_proc_event *e;
+	__u32 tgid = p->tgid;
 
+	bpf_map_delete_elem(&mapped_pids, &tgid); /* a new image: new mappings */
 	e = proc_event_reserve(SH_EVENT_EXEC, sizeof(*e));
 	if (!e)
 		return 0;
@@ -184,9 +218,11 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sched_process_exit, struct task_struct *p)
 {
 	struct sh_proc_event *e;
+	__u32 tgid = p->tgid;
 
 	if (p->pid != p->tgid)
 		return 0; /* only thread-group leaders */
+	bpf_map_delete_elem(&mapped_pids, &tgid);
 	e = proc_event_reserve(SH_EVENT_EXIT, offsetof(struct sh_proc_event, filename));
 	if (!e)
 		return 0;

@@ -17,6 +17,8 @@
  * perf_event_max_stack is 127). */
 #define SH_MAX_STACK_DEPTH 127
 #define SH_FILENAME_LEN 256
+/* SH_BUILD_ID_SIZE is the kernel's BUILD_ID_SIZE_MAX. */
+#define SH_BUILD_ID_SIZE 20
 
 /* sh_event_type says which struct follows the header. */
 enum sh_event_type {
@@ -42,6 +44,7 @@ enum sh_counter {
 	SH_CNT_USTACK_ERR,	/* user stack reads that failed */
 	SH_CNT_USTACK_DEPTH1,	/* user stacks of exactly one frame (no frame pointers) */
 	SH_CNT_PROC_LOST,	/* lifecycle events dropped: ring buffer full */
+	SH_CNT_UBUILD_ERR,	/* build-id user stack reads that failed */
 	SH_CNT_MAX,
 };
 
@@ -53,9 +56,38 @@ struct sh_event_header {
 	__u64 ts_ns; /* bpf_ktime_get_ns() */
 };
 
+/* sh_ubuild_status says what a struct sh_ubuild_frame holds (the kernel's
+ * enum bpf_stack_build_id_status). */
+enum sh_ubuild_status {
+	SH_UBUILD_EMPTY = 0, /* nothing */
+	SH_UBUILD_VALID = 1, /* build_id and offset */
+	SH_UBUILD_IP = 2,    /* only the address (ip): no file-backed mapping with
+				a build id, or the mm could not be locked */
+};
+
+/* sh_ubuild_frame is one user frame as bpf_get_stack(BPF_F_USER_STACK |
+ * BPF_F_USER_BUILD_ID) writes it: the layout of the kernel's struct
+ * bpf_stack_build_id (32 bytes). */
+struct sh_ubuild_frame {
+	__s32 status; /* enum sh_ubuild_status */
+	__u8 build_id[SH_BUILD_ID_SIZE];
+	__u64 offset; /* VALID: offset of the address in the mapped file; IP: the address */
+};
+
 /* sh_sample_event is one cpu-clock sample. The stacks are innermost frame
- * first; only the first kstack_depth / ustack_depth entries are valid (the
- * ring buffer record always has the full size). */
+ * first; only the first kstack_depth / ustack_depth / ubuild_depth entries
+ * are valid (the ring buffer record always has the full size).
+ *
+ * ubuild (appended after ustack) is the same user stack again, each frame
+ * as the kernel resolved it at sample time: the mapped file's build id and
+ * the frame's offset in that file. With it a frame of a process that has
+ * exited before user space read its /proc/PID/maps still names its file.
+ * It is taken (the walk costs about as much as the rest of the sample)
+ * only while the process is not in the map "mapped_pids", where user space
+ * puts processes whose maps it has read. Frame i of ubuild is frame i of
+ * ustack when ubuild_depth == ustack_depth (both walks unwind the same
+ * registers); otherwise user space ignores ubuild. The record is 6168
+ * bytes (2096 before ubuild). */
 struct sh_sample_event {
 	struct sh_event_header hdr;
 	__u32 pid; /* thread group id */
@@ -69,6 +101,10 @@ struct sh_sample_event {
 	__s16 ustack_err;
 	__u64 kstack[SH_MAX_STACK_DEPTH];
 	__u64 ustack[SH_MAX_STACK_DEPTH];
+	__u16 ubuild_depth; /* 0 when not taken (setting off, kernel thread, error) */
+	__s16 ubuild_err;   /* negative errno from bpf_get_stack, 0 on success */
+	__u32 pad;
+	struct sh_ubuild_frame ubuild[SH_MAX_STACK_DEPTH];
 };
 
 /* sh_proc_event is a process lifecycle event. For SH_EVENT_FORK and

@@ -33,8 +33,28 @@ int agent_record_feed_sample_cb(void *ctx, const struct sh_sample_event *ev)
 				      ev->tid, ev->cgroup_id, ev->comm, ev->hdr.flags,
 				      (const uint64_t *)ev->kstack, kd, (const uint64_t *)ev->ustack, ud) < 0)
 		feed->rejected++;
-	if (feed->sym && ud && ev->pid)
-		agent_symbolizer_note_pid(feed->sym, ev->pid, (int64_t)ev->hdr.ts_ns);
+	if (feed->sym && ud && ev->pid) {
+		struct agent_frame_id ids[SH_MAX_STACK_DEPTH];
+		bool have_ids = ev->ubuild_depth == ud; /* else the two walks differ */
+
+		for (uint16_t i = 0; have_ids && i < ud; i++) {
+			const struct sh_ubuild_frame *b = &ev->ubuild[i];
+
+			if (b->status == SH_UBUILD_VALID) {
+				memcpy(ids[i].build_id, b->build_id, SH_BUILD_ID_SIZE);
+				ids[i].build_id_len = SH_BUILD_ID_SIZE;
+				ids[i].file_offset = b->offset;
+			} else {
+				ids[i].build_id_len = 0;
+				ids[i].file_offset = 0;
+			}
+		}
+		/* once the maps are cached, the kernel's build ids are not needed */
+		if (agent_symbolizer_note_stack(feed->sym, ev->pid, (int64_t)ev->hdr.ts_ns,
+						(const uint64_t *)ev->ustack, have_ids ? ids : NULL,
+						ud) == 1)
+			return AGENT_SAMPLER_PID_MAPPED;
+	}
 	return 0;
 }
 
@@ -55,10 +75,15 @@ int agent_record_feed_proc_cb(void *ctx, const struct sh_proc_event *ev)
 				    ev->pid, ev->ppid, ev->tid, ev->exit_code, ev->cgroup_id, comm,
 				    fname) < 0)
 		feed->rejected++;
-	if (feed->sym && ev->hdr.type == SH_EVENT_EXEC)
-		agent_symbolizer_pid_exec(feed->sym, ev->pid, ts);
-	else if (feed->sym && ev->hdr.type == SH_EVENT_EXIT)
+	if (feed->sym && ev->hdr.type == SH_EVENT_EXEC) {
+		agent_symbolizer_note_exe(feed->sym, fname);
+		/* the kernel forgot the pid at exec; user space may have marked it
+		 * again meanwhile, from maps read before the exec */
+		if (agent_symbolizer_pid_exec(feed->sym, ev->pid, ts) == 1)
+			return AGENT_SAMPLER_PID_MAPPED;
+	} else if (feed->sym && ev->hdr.type == SH_EVENT_EXIT) {
 		agent_symbolizer_pid_exit(feed->sym, ev->pid, ts);
+	}
 	return 0;
 }
 
@@ -599,11 +624,13 @@ static void print_stats(struct agent_recorder *rec, struct agent_symbolizer *sym
 		" records=%zu held_s=%.1f dropped=%" PRIu64 " rejected=%" PRIu64
 		" samples=%" PRIu64 " lost=%" PRIu64 " proc_lost=%" PRIu64
 		" elf_files=%zu elf_bytes=%zu pid_maps=%zu maps_bytes=%zu"
-		" elf_loads=%" PRIu64 " maps_loads=%" PRIu64 "\n",
+		" elf_loads=%" PRIu64 " maps_loads=%" PRIu64 " build_ids=%zu"
+		" frames_build_id=%" PRIu64 " frames_ip_only=%" PRIu64 "\n",
 		elapsed_s, self_rss_kb(), rst.bytes_used, rst.cap_bytes, rst.stack_bytes,
 		rst.stacks, rst.records, rst.seconds, rst.dropped_records, rst.rejected, h.samples,
 		h.samples_lost, h.proc_lost, sst.elf_files, sst.elf_bytes, sst.pid_maps,
-		sst.maps_bytes, sst.elf_loads, sst.maps_loads);
+		sst.maps_bytes, sst.elf_loads, sst.maps_loads, sst.build_ids, sst.frames_build_id,
+		sst.frames_ip_only);
 }
 
 static int64_t cpu_time_ns(void)
@@ -659,6 +686,7 @@ int agent_record_main(int argc, char **argv)
 	struct agent_record_feed feed = { 0 };
 	struct agent_sampler_health h;
 	struct agent_recorder_stats rst;
+	struct agent_symbolizer_stats sst;
 	struct sigaction sa, old_int, old_term;
 	long seconds = 10, hz = 99, cpu = -1, pid = 0, mib = 32, stats_every = 0;
 	bool json = false, handlers = false;
@@ -830,6 +858,18 @@ int agent_record_main(int argc, char **argv)
 					m.cpu_busy[c], (double)m.cpu_busy[c] / span);
 	}
 	fold_map_fini(&m);
+	agent_symbolizer_stats(sym, &sst);
+	fprintf(stderr,
+		"record: user frames sampled: %" PRIu64 " with build id + offset, %" PRIu64
+		" address only, %" PRIu64 " unmapped (%" PRIu64
+		" build-id stack reads failed); symbolized: %" PRIu64
+		" resolved, %" PRIu64 " build id or file without an ELF file found, %" PRIu64
+		" without a mapping, %" PRIu64 " other (no file or symbol there)\n"
+		"record: symbolizer: %" PRIu64 " maps reads, %" PRIu64 " ELF files parsed,"
+		" %zu build ids indexed, %" PRIu64 " exec'd files read\n",
+		sst.frames_build_id, sst.frames_ip_only, sst.frames_unmapped, h.ubuild_errors,
+		sst.resolved, sst.no_file, sst.no_mapping, sst.other, sst.maps_loads, sst.elf_loads,
+		sst.build_ids, sst.exe_keys);
 	fprintf(stderr,
 		"record: %.1f s, %" PRIu64 " samples, %" PRIu64 " lost, %" PRIu64
 		" stack errors, %" PRIu64 " user stacks of depth 1, %" PRIu64 " lifecycle lost\n"

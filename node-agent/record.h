@@ -43,13 +43,16 @@ struct agent_record_feed {
 	uint64_t rejected; /* records the recorder refused */
 };
 
-/* agent_record_feed_sample_cb stores a sample in feed->rec and makes the
- * symbolizer cache the process's maps while it lives. An agent_sample_cb;
- * ctx is a struct agent_record_feed. Always returns 0. */
+/* agent_record_feed_sample_cb stores a sample in feed->rec and gives the
+ * symbolizer its frames (build id + offset, or addresses) while the process
+ * lives. An agent_sample_cb; ctx is a struct agent_record_feed. Returns 0,
+ * or AGENT_SAMPLER_PID_MAPPED once the process's maps are cached (the
+ * sampler then stops taking build-id stacks for it). */
 int agent_record_feed_sample_cb(void *ctx, const struct sh_sample_event *ev);
 
 /* agent_record_feed_proc_cb stores a lifecycle event and tells the
- * symbolizer about exec/exit. An agent_proc_cb; always returns 0. */
+ * symbolizer about exec/exit. An agent_proc_cb; returns 0 or
+ * AGENT_SAMPLER_PID_MAPPED as above. */
 int agent_record_feed_proc_cb(void *ctx, const struct sh_proc_event *ev);
 
 /* agent_fold_stack writes stack as a folded line without the count into

@@ -1,7 +1,8 @@
 /* sampler.c: loads the sampler BPF skeleton, keeps one software cpu-clock
  * perf event with the sampling program attached on every online CPU
- * (re-checked every second for hotplug) and dispatches ring buffer
- * records to the caller's callbacks. */
+ * (re-checked every second for hotplug), dispatches ring buffer records
+ * to the caller's callbacks, and, as they ask, marks processes whose
+ * samples need no build-id stack ("mapped_pids"). */
 #include "sampler.h"
 
 #include <errno.h>
@@ -190,6 +191,7 @@ static int ringbuf_cb(void *ctx, void *data, size_t size)
 {
 	struct agent_sampler *s = ctx;
 	const struct sh_event_header *h = data;
+	int ret;
 
 	if (size < sizeof(*h)) {
 		s->malformed++;
@@ -202,7 +204,12 @@ static int ringbuf_cb(void *ctx, void *data, size_t size)
 			return 0;
 		}
 		s->received++;
-		return s->on_sample ? s->on_sample(s->ctx, data) : 0;
+		ret = s->on_sample ? s->on_sample(s->ctx, data) : 0;
+		if (ret == AGENT_SAMPLER_PID_MAPPED) {
+			agent_sampler_pid_mapped(s, ((const struct sh_sample_event *)data)->pid);
+			ret = 0;
+		}
+		return ret;
 	case SH_EVENT_EXEC:
 	case SH_EVENT_FORK:
 	case SH_EVENT_EXIT:
@@ -212,7 +219,12 @@ static int ringbuf_cb(void *ctx, void *data, size_t size)
 			return 0;
 		}
 		s->received++;
-		return s->on_proc ? s->on_proc(s->ctx, data) : 0;
+		ret = s->on_proc ? s->on_proc(s->ctx, data) : 0;
+		if (ret == AGENT_SAMPLER_PID_MAPPED) {
+			agent_sampler_pid_forget(s, ((const struct sh_proc_event *)data)->pid);
+			ret = 0;
+		}
+		return ret;
 	default:
 		s->malformed++;
 		return 0;
@@ -276,6 +288,7 @@ int agent_sampler_new(const struct agent_sampler_opts *opts, agent_sample_cb on_
 	s->skel->rodata->filter_tgid = s->opts.pid;
 	s->skel->rodata->skip_idle = s->opts.skip_idle;
 	s->skel->rodata->user_stacks = !s->opts.no_user_stacks;
+	s->skel->rodata->user_build_ids = !s->opts.no_user_stacks && !s->opts.no_user_build_ids;
 	s->skel->rodata->kernel_stacks = !s->opts.no_kernel_stacks;
 	rb_bytes = s->opts.ringbuf_bytes ? s->opts.ringbuf_bytes
 					 : default_ringbuf_bytes(s->ncpus, s->opts.hz);
@@ -361,6 +374,21 @@ int agent_sampler_fd(const struct agent_sampler *s)
 	return ring_buffer__epoll_fd(s->rb);
 }
 
+int agent_sampler_pid_mapped(struct agent_sampler *s, uint32_t pid)
+{
+	uint8_t one = 1;
+	int err;
+
+	err = bpf_map__update_elem(s->skel->maps.mapped_pids, &pid, sizeof(pid), &one, sizeof(one),
+				   BPF_ANY);
+	return err < 0 ? err : 0;
+}
+
+void agent_sampler_pid_forget(struct agent_sampler *s, uint32_t pid)
+{
+	bpf_map__delete_elem(s->skel->maps.mapped_pids, &pid, sizeof(pid), 0);
+}
+
 void agent_sampler_health(const struct agent_sampler *s, struct agent_sampler_health *h)
 {
 	uint64_t sums[SH_CNT_MAX];
@@ -373,6 +401,7 @@ void agent_sampler_health(const struct agent_sampler *s, struct agent_sampler_he
 	h->ustack_errors = sums[SH_CNT_USTACK_ERR];
 	h->stack_errors = h->kstack_errors + h->ustack_errors;
 	h->user_stacks_depth1 = sums[SH_CNT_USTACK_DEPTH1];
+	h->ubuild_errors = sums[SH_CNT_UBUILD_ERR];
 	h->proc_lost = sums[SH_CNT_PROC_LOST];
 	h->received = s->received;
 	h->malformed = s->malformed;

@@ -24,18 +24,28 @@ struct agent_sampler_opts {
 	size_t ringbuf_bytes;	/* BPF ring buffer size (power of 2); 0: sized by CPUs */
 	bool skip_idle;		/* drop samples of the idle task */
 	bool no_user_stacks;	/* do not read user stacks */
+	bool no_user_build_ids;	/* do not read the user stack's build ids + offsets */
 	bool no_kernel_stacks;	/* do not read kernel stacks */
 	bool no_lifecycle;	/* do not attach the exec/fork/exit tracepoints */
 	int cpu_check_ms;	/* period of the CPU hotplug check; 0 means 1000 */
 };
 
+/* AGENT_SAMPLER_PID_MAPPED: a callback's return value saying that the
+ * mappings of the event's process are known to user space now (sample) or
+ * no longer (exec, exit); see agent_sampler_pid_mapped. */
+#define AGENT_SAMPLER_PID_MAPPED 1
+
 /* agent_sample_cb receives one sample; ev is borrowed (valid only during
- * the call; the stacks past kstack_depth/ustack_depth are garbage). Return
- * 0, or a negative errno to stop the current agent_sampler_poll. */
+ * the call; the stacks past kstack_depth/ustack_depth/ubuild_depth are
+ * garbage). Return 0; AGENT_SAMPLER_PID_MAPPED to have the process's later
+ * samples come without the build-id stack (agent_sampler_pid_mapped); or
+ * a negative errno to stop the current agent_sampler_poll. */
 typedef int (*agent_sample_cb)(void *ctx, const struct sh_sample_event *ev);
 
 /* agent_proc_cb receives one lifecycle event (borrowed, as above). For fork
- * and exit ev->filename is not part of the record and must not be read. */
+ * and exit ev->filename is not part of the record and must not be read.
+ * Return 0; AGENT_SAMPLER_PID_MAPPED to undo agent_sampler_pid_mapped for
+ * the process (agent_sampler_pid_forget); or a negative errno as above. */
 typedef int (*agent_proc_cb)(void *ctx, const struct sh_proc_event *ev);
 
 /* agent_sampler_health: counters since agent_sampler_new. */
@@ -46,6 +56,7 @@ struct agent_sampler_health {
 	uint64_t kstack_errors;
 	uint64_t ustack_errors;
 	uint64_t user_stacks_depth1; /* user stacks that stopped at depth 1 */
+	uint64_t ubuild_errors;	     /* build-id user stack reads that failed */
 	uint64_t proc_lost;	     /* lifecycle events dropped */
 	uint64_t received;	     /* events delivered to callbacks */
 	uint64_t malformed;	     /* ring buffer records too short or of unknown type */
@@ -78,6 +89,16 @@ int agent_sampler_fd(const struct agent_sampler *s);
  * opens/closes per-CPU events. Returns the number of CPUs attached or a
  * negative errno. */
 int agent_sampler_sync_cpus(struct agent_sampler *s);
+
+/* agent_sampler_pid_mapped tells the BPF program that user space has read
+ * the mappings of process pid (as exec'd now): its samples then come
+ * without the build-id stack (ubuild_depth 0) until it execs or exits, or
+ * agent_sampler_pid_forget. Returns 0 or a negative errno. */
+int agent_sampler_pid_mapped(struct agent_sampler *s, uint32_t pid);
+
+/* agent_sampler_pid_forget undoes agent_sampler_pid_mapped (e.g. when the
+ * exec event shows the mappings read may be the old image's). */
+void agent_sampler_pid_forget(struct agent_sampler *s, uint32_t pid);
 
 /* agent_sampler_health fills *h with the counters so far. */
 void agent_sampler_health(const struct agent_sampler *s, struct agent_sampler_health *h);

@@ -4,7 +4,14 @@
 # on CPU 0 (four leaves taking 40/30/20/10% of its time: mix_hot40,
 # mix_warm30, mix_mild20, mix_cool10); meanwhile `spikehound-agent record
 # --folded` and `perf record -F 99 -e cpu-clock -g -a` sample the whole
-# machine for the same SECONDS, REPEATS times. Prints, side by side:
+# machine for the same SECONDS, REPEATS times. Unless SH_BENCH_SHORTLIVED=0,
+# a third, unpinned load starts short-lived processes all the while, as a
+# build host or cron does: a shell loop running `sh -c true`, `ls -l
+# /usr/bin`, `env true` and a parallel compile (`gcc -O2 -c` of 4 generated
+# C files at once, a `make -j4` in small). Their user frames can only be
+# named from what is known when they ran (perf: its mmap records; the
+# agent: the build id + file offset the kernel gives with each frame).
+# Prints, side by side:
 #   1. samples per CPU per second with the idle task (pid 0, swapper)
 #      excluded, and their mean over the CPUs, each tool over its own
 #      window (the agent's recording time, perf's first to last sample);
@@ -20,6 +27,8 @@
 #              SH_BENCH_REPEATS (runs, default 3; rates are their medians,
 #              leaf shares pool their samples),
 #              SH_BENCH_WORKLOADS (dir with mixload, default BUILD_DIR/tests/bench),
+#              SH_BENCH_SHORTLIVED (1: the short-lived process load, default;
+#              0: only the burner and mixload),
 #              SH_BENCH_KEEP=1 keeps the temp dir (folded stacks, perf.data).
 #
 # Never fails on time: exits 0 when both tools ran, 1 when something broke,
@@ -30,6 +39,7 @@ BUILD=${1:-/work/main/build}
 SECS=${SH_BENCH_SECONDS:-20}
 REPEATS=${SH_BENCH_REPEATS:-3}
 WL=${SH_BENCH_WORKLOADS:-$BUILD/tests/bench}
+SHORTLIVED=${SH_BENCH_SHORTLIVED:-1}
 AGENT=$BUILD/node-agent/spikehound-agent
 BURNER=$BUILD/tests/integration/burner
 MIXLOAD=$WL/mixload
@@ -48,6 +58,10 @@ fi
 if [ "$(id -u)" -ne 0 ]; then
 	echo "agent_vs_perf.sh: needs root (BPF sampler, perf -a)" >&2
 	exit 77
+fi
+if [ "$SHORTLIVED" = 1 ] && ! command -v gcc >/dev/null; then
+	echo "agent_vs_perf.sh: gcc is missing (the short-lived load compiles C; or SH_BENCH_SHORTLIVED=0)" >&2
+	exit 2
 fi
 if [ "$(nproc)" -lt 2 ]; then
 	echo "agent_vs_perf.sh: needs CPUs 0 and 1" >&2
@@ -69,7 +83,33 @@ cleanup() {
 trap cleanup EXIT
 
 echo "agent_vs_perf.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n), $(nproc) CPUs, kernel $(uname -r), $("$PERF" --version)"
-echo "agent_vs_perf.sh: burner on cpu 1, mixload on cpu 0; both tools record $SECS s at 99 Hz (cpu-clock), $REPEATS runs"
+echo "agent_vs_perf.sh: burner on cpu 1, mixload on cpu 0$([ "$SHORTLIVED" = 1 ] && echo ", short-lived processes unpinned"); both tools record $SECS s at 99 Hz (cpu-clock), $REPEATS runs"
+
+# The short-lived load's sources: 4 files of 40 small functions each, so
+# that one cc1 lives ~0.1-0.5 s.
+if [ "$SHORTLIVED" = 1 ]; then
+	mkdir -p "$TMP/cc"
+	for f in 1 2 3 4; do
+		for i in $(seq 40); do
+			printf 'int f%d_%d(int *v, int n) { int s = %d; for (int i = 0; i < n; i++) { s += v[i] * %d; if (s > %d) s ^= v[(i * 7) %% n]; } return s; }\n' \
+				"$f" "$i" "$i" "$((i * f + 3))" "$((i * 1000))"
+		done >"$TMP/cc/u$f.c"
+	done
+fi
+
+# shortlived_load DIR: starts short-lived processes until DIR/stop exists.
+shortlived_load() {
+	local d=$1 f
+	while [ ! -e "$d/stop" ]; do
+		sh -c true
+		ls -l /usr/bin >/dev/null
+		env true
+		for f in 1 2 3 4; do
+			gcc -O2 -c -o "$d/u$f.o" "$TMP/cc/u$f.c" &
+		done
+		wait
+	done
+}
 
 # run_once DIR: one run; leaves in DIR: agent.counts / perf.counts ("count
 # leaf"), agent.unknown / perf.unknown ("count module" of [unknown] leaves),
@@ -81,6 +121,10 @@ run_once() {
 	PIDS+=($!)
 	"$MIXLOAD" $((SECS + 4)) 0 >/dev/null 2>&1 &
 	PIDS+=($!)
+	if [ "$SHORTLIVED" = 1 ]; then
+		shortlived_load "$d" >/dev/null 2>&1 &
+		PIDS+=($!)
+	fi
 	sleep 1
 	"$AGENT" record --seconds "$SECS" --folded >"$d/agent.folded" 2>"$d/agent.err" &
 	apid=$!
@@ -91,6 +135,7 @@ run_once() {
 	arc=$?
 	wait $ppid
 	prc=$?
+	: >"$d/stop"
 	for p in "${PIDS[@]}"; do
 		wait "$p"
 	done
