@@ -153,6 +153,55 @@ static int set_correlate(struct agg_config *c, const char *key, const char *valu
 	return 1;
 }
 
+/* set_capture handles control_listen and the capture_* keys; 1 when key
+ * is not one. */
+static int set_capture(struct agg_config *c, const char *key, const char *value, char *err,
+		       size_t errlen)
+{
+	const int64_t s = SH_NS_PER_SEC;
+
+	if (key_is(key, "control_listen"))
+		return set_str(&c->control_listen, strcmp(value, "off") == 0 ? "" : value);
+	if (key_is(key, "capture_before"))
+		return set_duration("capture_before", value, 0, 600 * s, &c->capture_before_ns, err,
+				    errlen);
+	if (key_is(key, "capture_after"))
+		return set_duration("capture_after", value, 0, 600 * s, &c->capture_after_ns, err,
+				    errlen);
+	if (key_is(key, "capture_auto_min")) {
+		if (strcmp(value, "off") == 0) {
+			c->capture_auto_min_ns = -1;
+			return 0;
+		}
+		return set_duration("capture_auto_min", value, 1, 3600 * s, &c->capture_auto_min_ns,
+				    err, errlen);
+	}
+	if (key_is(key, "capture_auto_host_every"))
+		return set_duration("capture_auto_host_every", value, 0, 86400 * s,
+				    &c->capture_auto_host_interval_ns, err, errlen);
+	if (key_is(key, "capture_auto_healthy"))
+		return set_count("capture_auto_healthy", value, 0, 100, &c->capture_auto_healthy, err,
+				 errlen);
+	if (key_is(key, "capture_auto_per_hour"))
+		return set_count("capture_auto_per_hour", value, 0, 100000, &c->capture_auto_per_hour,
+				 err, errlen);
+	if (key_is(key, "capture_retention_days"))
+		return set_count("capture_retention_days", value, 1, 3650, &c->capture_retention_days,
+				 err, errlen);
+	if (key_is(key, "capture_max")) {
+		uint64_t sz;
+
+		if (parse_size(value, &sz) || sz < 4096 || sz > (1ULL << 30)) {
+			snprintf(err, errlen, "capture_max must be a size from 4KiB to 1GiB, not \"%s\"",
+				 value);
+			return -EINVAL;
+		}
+		c->capture_max_bytes = sz;
+		return 0;
+	}
+	return 1;
+}
+
 int agg_config_defaults(struct agg_config *c)
 {
 	struct agg_correlate_opts co;
@@ -174,7 +223,16 @@ int agg_config_defaults(struct agg_config *c)
 	c->retention_days = 14;
 	c->stats_interval_ns = 60 * SH_NS_PER_SEC;
 	c->max_request_bytes = 8 << 20;
-	if (set_str(&c->listen, "tcp://127.0.0.1:7470") || set_str(&c->http, "http://127.0.0.1:7471") ||
+	c->capture_before_ns = 30 * SH_NS_PER_SEC;
+	c->capture_after_ns = 5 * SH_NS_PER_SEC;
+	c->capture_max_bytes = 64 << 20;
+	c->capture_auto_min_ns = 100 * SH_NS_PER_MS;
+	c->capture_auto_healthy = 3;
+	c->capture_auto_per_hour = 30;
+	c->capture_auto_host_interval_ns = 600 * SH_NS_PER_SEC;
+	c->capture_retention_days = 14;
+	if (set_str(&c->control_listen, "tcp://127.0.0.1:7472") ||
+	    set_str(&c->listen, "tcp://127.0.0.1:7470") || set_str(&c->http, "http://127.0.0.1:7471") ||
 	    set_str(&c->data_dir, "/var/lib/spikehound/aggregator") || set_str(&c->db, "") ||
 	    set_str(&c->pg_bindir, "") || set_str(&c->log_level, "info")) {
 		agg_config_free(c);
@@ -248,6 +306,8 @@ int agg_config_set(struct agg_config *c, const char *key, const char *value, cha
 	}
 	if ((rv = set_correlate(c, key, value, err, errlen)) != 1)
 		return rv;
+	if ((rv = set_capture(c, key, value, err, errlen)) != 1)
+		return rv;
 	snprintf(err, errlen, "unknown setting \"%s\"", key);
 	return -EINVAL;
 }
@@ -309,6 +369,7 @@ int agg_config_load(struct agg_config *c, const char *path, char *err, size_t er
 void agg_config_free(struct agg_config *c)
 {
 	free(c->listen);
+	free(c->control_listen);
 	free(c->http);
 	free(c->data_dir);
 	free(c->db);

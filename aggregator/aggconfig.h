@@ -30,6 +30,16 @@ struct agg_config {
 	int correlate_batch;
 	int64_t correlate_suspects_interval_ns;
 	int correlate_others_max;
+	/* captures (capture.h, control.h): control_listen, capture_* keys */
+	char *control_listen;            /* agents dial it for commands: tcp://127.0.0.1:7472; "" off */
+	int64_t capture_before_ns;       /* window before the trigger time (30s) */
+	int64_t capture_after_ns;        /* window after it (5s) */
+	uint64_t capture_max_bytes;      /* compressed size cap per host (64MiB) */
+	int64_t capture_auto_min_ns;     /* spikes this long trigger a capture (100ms; < 0 off) */
+	int capture_auto_healthy;        /* healthy hosts asked for contrast (3) */
+	int capture_auto_per_hour;       /* automatic captures per hour (30) */
+	int64_t capture_auto_host_interval_ns; /* per host at most one per (10m) */
+	int capture_retention_days;      /* (14) */
 };
 
 /* agg_config_defaults fills c with the defaults. Returns 0 or -ENOMEM. */

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <uv.h>
 
+#include "capture.h"
+#include "control.h"
 #include "correlate.h"
 #include "db.h"
 #include "http.h"
@@ -24,7 +26,9 @@ struct serve {
 	uv_timer_t stats_timer, maint_timer;
 	struct agg_ingest *ingest;
 	struct agg_correlate *correlate;
-	int stopping_parts; /* ingest and correlator still stopping */
+	struct agg_control *control;
+	struct agg_capture *capture;
+	int stopping_parts; /* ingest, correlator, capture store, control still stopping */
 	struct agg_db *maint_db;
 	struct agg_db *query_db;
 	struct agg_http *http;
@@ -63,6 +67,22 @@ static void ingest_stopped_cb(void *arg)
 	part_stopped(s);
 }
 
+static void capture_stopped_cb(void *arg)
+{
+	struct serve *s = arg;
+
+	s->capture = NULL;
+	part_stopped(s);
+}
+
+static void control_stopped_cb(void *arg)
+{
+	struct serve *s = arg;
+
+	s->control = NULL;
+	part_stopped(s);
+}
+
 static void correlate_stopped_cb(void *arg)
 {
 	struct serve *s = arg;
@@ -81,25 +101,34 @@ static char *stats_json_cb(void *arg)
 	struct agg_http_stats hs = { 0 };
 	char *ingest = s->ingest ? agg_ingest_stats_json(s->ingest) : NULL, *out;
 	char *corr = s->correlate ? agg_correlate_stats_json(s->correlate) : NULL;
+	char *ctl = s->control ? agg_control_stats_json(s->control) : NULL;
+	char *capt = s->capture ? agg_capture_stats_json(s->capture) : NULL;
 	size_t len, cap;
 
 	if (s->http)
 		agg_http_get_stats(s->http, &hs);
 	if (!ingest) {
 		free(corr);
+		free(ctl);
+		free(capt);
 		return NULL;
 	}
 	len = strlen(ingest);
-	cap = len + 200 + (corr ? strlen(corr) : 0);
+	cap = len + 300 + (corr ? strlen(corr) : 0) + (ctl ? strlen(ctl) : 0) +
+	      (capt ? strlen(capt) : 0);
 	out = malloc(cap);
 	if (out && len > 1) {
-		/* splice the HTTP and correlator counters into ingest's object */
-		snprintf(out, cap, "%.*s,\"http_requests\":%llu,\"http_errors\":%llu%s%s}",
+		/* splice the other parts' counters into ingest's object */
+		snprintf(out, cap, "%.*s,\"http_requests\":%llu,\"http_errors\":%llu%s%s%s%s%s%s}",
 			 (int)(len - 1), ingest, (unsigned long long)hs.requests,
-			 (unsigned long long)hs.errors, corr ? ",\"correlator\":" : "", corr ? corr : "");
+			 (unsigned long long)hs.errors, corr ? ",\"correlator\":" : "", corr ? corr : "",
+			 ctl ? ",\"control\":" : "", ctl ? ctl : "", capt ? ",\"captures\":" : "",
+			 capt ? capt : "");
 	}
 	free(ingest);
 	free(corr);
+	free(ctl);
+	free(capt);
 	return out;
 }
 
@@ -140,9 +169,14 @@ static void signal_cb(uv_signal_t *h, int signum)
 		s->http = NULL;
 	}
 	agg_ingest_log_stats(s->ingest);
-	s->stopping_parts = 1 + (s->correlate != NULL);
+	s->stopping_parts = 1 + (s->correlate != NULL) + (s->capture != NULL) + (s->control != NULL);
 	if (s->correlate)
 		agg_correlate_stop(s->correlate, correlate_stopped_cb, s);
+	/* the capture store pushes commands through the control plane: it goes first */
+	if (s->capture)
+		agg_capture_stop(s->capture, capture_stopped_cb, s);
+	if (s->control)
+		agg_control_stop(s->control, control_stopped_cb, s);
 	agg_ingest_stop(s->ingest, ingest_stopped_cb, s);
 }
 
@@ -229,9 +263,40 @@ int agg_serve(const struct agg_serve_opts *o)
 		sh_err("could not start the correlator: %s", strerror(-rv));
 		return rv;
 	}
+	if (o->cfg->control_listen[0]) {
+		struct agg_control_opts cto = { 0 };
+		struct agg_capture_opts cpo = { 0 };
+
+		cto.listen_url = o->cfg->control_listen;
+		cpo.dsn = o->dsn;
+		cpo.before_ns = o->cfg->capture_before_ns;
+		cpo.after_ns = o->cfg->capture_after_ns;
+		cpo.max_bytes = o->cfg->capture_max_bytes;
+		cpo.auto_min_duration_ns = o->cfg->capture_auto_min_ns;
+		/* in the options 0 means the default, a negative value none */
+		cpo.auto_healthy = o->cfg->capture_auto_healthy ? o->cfg->capture_auto_healthy : -1;
+		cpo.auto_max_per_hour =
+			o->cfg->capture_auto_per_hour ? o->cfg->capture_auto_per_hour : -1;
+		cpo.auto_host_interval_ns = o->cfg->capture_auto_host_interval_ns
+						    ? o->cfg->capture_auto_host_interval_ns
+						    : -1;
+		cpo.retention_days = o->cfg->capture_retention_days;
+		if ((rv = agg_control_start(&s.loop, &cto, &s.control)) != 0) {
+			sh_err("could not serve the control plane on \"%s\": %s",
+			       o->cfg->control_listen, strerror(-rv));
+			return rv;
+		}
+		if ((rv = agg_capture_start(&s.loop, &cpo, s.control, &s.capture)) != 0) {
+			sh_err("could not start the capture store: %s", strerror(-rv));
+			return rv;
+		}
+		agg_control_set_status_cb(s.control, agg_capture_status_cb, s.capture);
+	}
 	rv = agg_http_start(&s.loop, o->cfg->http, &s.http);
 	if (rv == 0)
 		rv = agg_query_register(&s.query, s.http);
+	if (rv == 0 && s.capture)
+		rv = agg_capture_register(s.capture, s.http);
 	if (rv != 0) {
 		sh_err("could not serve the query API on \"%s\": %s", o->cfg->http, strerror(-rv));
 		return rv;

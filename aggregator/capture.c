@@ -474,50 +474,6 @@ void agg_capture_status_cb(void *arg, const char *host_id, const Spikehound__Com
 
 /* --- chunks (staged by ingest) --- */
 
-const char agg_capture_final_sql[] =
-	/* captures an agent took by itself */
-	"INSERT INTO captures (capture_id, trigger, from_ts, to_ts, expires_at)"
-	" SELECT DISTINCT ON (capture_id) capture_id, coalesce(nullif(trigger, ''), 'local'),"
-	"  timestamptz 'epoch' + from_ns / 1000 * interval '1 microsecond',"
-	"  timestamptz 'epoch' + to_ns / 1000 * interval '1 microsecond', now()"
-	" FROM st_chunk ORDER BY capture_id ON CONFLICT DO NOTHING;"
-	"INSERT INTO capture_hosts (capture_id, host_id, role, status)"
-	" SELECT DISTINCT capture_id, host_id, 'local', 'receiving' FROM st_chunk"
-	" ON CONFLICT DO NOTHING;"
-	/* failures the agent reports */
-	"UPDATE capture_hosts h SET status = 'failed', reason = s.error, updated_at = now()"
-	" FROM st_chunk s WHERE s.error <> '' AND h.capture_id = s.capture_id"
-	" AND h.host_id = s.host_id AND h.status <> 'complete';"
-	"INSERT INTO capture_chunks (capture_id, host_id, idx, data)"
-	" SELECT capture_id, host_id, idx, data FROM st_chunk WHERE error = '' AND total > 0"
-	" ON CONFLICT DO NOTHING;"
-	"UPDATE capture_hosts h SET status = 'receiving', updated_at = now(),"
-	" total_chunks = s.total, sha256 = s.sha256, compressed_bytes = s.compressed_bytes,"
-	" raw_bytes = s.raw_bytes,"
-	" held_from = timestamptz 'epoch' + s.from_ns / 1000 * interval '1 microsecond',"
-	" held_to = timestamptz 'epoch' + s.to_ns / 1000 * interval '1 microsecond'"
-	" FROM (SELECT DISTINCT ON (capture_id, host_id) * FROM st_chunk WHERE error = ''"
-	"  ORDER BY capture_id, host_id, idx) s"
-	" WHERE h.capture_id = s.capture_id AND h.host_id = s.host_id"
-	" AND h.status IN ('requested', 'sent', 'accepted', 'receiving', 'expired');"
-	/* assemble what is complete, check it, drop its chunks */
-	"WITH t AS (SELECT DISTINCT capture_id, host_id FROM st_chunk WHERE error = ''),"
-	" full_ AS (SELECT h.capture_id, h.host_id FROM capture_hosts h JOIN t USING (capture_id, host_id)"
-	"  WHERE h.status = 'receiving' AND h.total_chunks = (SELECT count(*) FROM capture_chunks k"
-	"   WHERE k.capture_id = h.capture_id AND k.host_id = h.host_id)),"
-	" a AS (SELECT k.capture_id, k.host_id, string_agg(k.data, ''::bytea ORDER BY k.idx) AS data"
-	"  FROM capture_chunks k JOIN full_ USING (capture_id, host_id) GROUP BY 1, 2),"
-	" u AS (UPDATE capture_hosts h SET payload = a.data, completed_at = now(), updated_at = now(),"
-	"  status = CASE WHEN encode(sha256(a.data), 'hex') = h.sha256"
-	"   AND length(a.data) = h.compressed_bytes THEN 'complete' ELSE 'failed' END,"
-	"  reason = CASE WHEN encode(sha256(a.data), 'hex') = h.sha256"
-	"   AND length(a.data) = h.compressed_bytes THEN ''"
-	"   ELSE 'checksum mismatch: the assembled capture is corrupt' END"
-	"  FROM a WHERE h.capture_id = a.capture_id AND h.host_id = a.host_id"
-	"  RETURNING h.capture_id, h.host_id)"
-	" DELETE FROM capture_chunks k USING u WHERE k.capture_id = u.capture_id"
-	" AND k.host_id = u.host_id;";
-
 const char *agg_capture_check_chunk(const Spikehound__CaptureChunk *ch)
 {
 	if (!ch->capture_id || !agg_is_uuid(ch->capture_id))
@@ -543,29 +499,18 @@ const char *agg_capture_check_chunk(const Spikehound__CaptureChunk *ch)
 	return NULL;
 }
 
-void agg_capture_stage_chunk(struct agg_copybuf *b, const char *host_id,
-			     const Spikehound__CaptureChunk *ch)
+void agg_capture_stage_chunk(struct agg_copybuf *b, const Spikehound__AgentMessage *m)
 {
-	static const char hex[] = "0123456789abcdef";
+	const Spikehound__CaptureChunk *ch = m->chunk;
 	bool failed = ch->error && ch->error[0];
-	char tmp[512];
-	size_t n = 0;
 
-	agg_copybuf_str(b, host_id);
+	agg_copybuf_str(b, m->host_id);
+	agg_copybuf_str(b, m->boot_id);
+	agg_copybuf_i64(b, (int64_t)m->seq);
 	agg_copybuf_str(b, ch->capture_id);
 	agg_copybuf_i64(b, failed ? 0 : ch->index);
 	agg_copybuf_i64(b, failed ? 0 : ch->total);
-	/* bytea in COPY text format: \\x followed by hex digits */
-	agg_copybuf_raw(b, "\\\\x", 3);
-	for (size_t i = 0; !failed && i < ch->data.len; i++) {
-		tmp[n++] = hex[ch->data.data[i] >> 4];
-		tmp[n++] = hex[ch->data.data[i] & 15];
-		if (n == sizeof(tmp)) {
-			agg_copybuf_raw(b, tmp, n);
-			n = 0;
-		}
-	}
-	agg_copybuf_raw(b, tmp, n);
+	agg_copybuf_bytea(b, failed ? NULL : ch->data.data, failed ? 0 : ch->data.len);
 	agg_copybuf_str(b, ch->sha256 ? ch->sha256 : "");
 	agg_copybuf_str(b, failed ? ch->error : "");
 	agg_copybuf_i64(b, (int64_t)(ch->compressed_bytes > INT64_MAX ? 0 : ch->compressed_bytes));
@@ -812,8 +757,13 @@ int agg_capture_start(uv_loop_t *loop, const struct agg_capture_opts *o, struct 
 	DEF(recorder_span_ns, 110 * SH_NS_PER_SEC);
 	DEF(retention_days, 14);
 #undef DEF
+	/* negative: none (0 picked the default above) */
 	if (cap->opts.auto_healthy < 0)
 		cap->opts.auto_healthy = 0;
+	if (cap->opts.auto_max_per_hour < 0)
+		cap->opts.auto_max_per_hour = 0;
+	if (cap->opts.auto_host_interval_ns < 0)
+		cap->opts.auto_host_interval_ns = 0;
 	cap->event_cursor_ns = sh_now_wall_ns() - 5 * SH_NS_PER_SEC;
 	cap->hour_start_ns = sh_now_wall_ns();
 	cap->db = agg_db_new(loop, o->dsn, "spikehound-capture");

@@ -37,7 +37,9 @@
 
 struct agg_capture;
 
-/* agg_capture_opts; zero fields take the defaults in brackets. */
+/* agg_capture_opts; zero fields take the defaults in brackets; a negative
+ * count or interval means none (no healthy hosts, no automatic captures,
+ * no per-host limit). */
 struct agg_capture_opts {
 	const char *dsn;           /* borrowed for the call */
 	int64_t before_ns;         /* window before the trigger time [30 s] */
@@ -74,20 +76,68 @@ void agg_capture_stop(struct agg_capture *cap, void (*done_cb)(void *arg), void 
 char *agg_capture_stats_json(struct agg_capture *cap);
 
 /* AGG_CAPTURE_STAGING_SQL creates ingest's temp table st_chunk (one row per
- * chunk); AGG_CAPTURE_COPY_SQL is its COPY statement; AGG_CAPTURE_FINAL_SQL
- * moves staged chunks into the capture tables and assembles completed
- * payloads, inside ingest's transaction. */
+ * chunk message); AGG_CAPTURE_COPY_SQL is its COPY statement;
+ * AGG_CAPTURE_FINAL_SQL, run in ingest's transaction after st_new holds the
+ * batch's new (host, boot, seq), moves the new chunks into the capture
+ * tables, records failures, and assembles and checks completed payloads. */
 #define AGG_CAPTURE_STAGING_SQL                                                              \
-	"CREATE TEMP TABLE st_chunk (host_id uuid, capture_id uuid, idx int, total int,"   \
-	" data bytea, sha256 text, error text, compressed_bytes bigint, raw_bytes bigint,"   \
-	" from_ns bigint, to_ns bigint, trigger text) ON COMMIT DELETE ROWS;"
+	"CREATE TEMP TABLE IF NOT EXISTS st_chunk (host_id uuid, boot_id uuid, seq bigint,"  \
+	" capture_id uuid, idx int, total int, data bytea, sha256 text, error text,"         \
+	" compressed_bytes bigint, raw_bytes bigint, from_ns bigint, to_ns bigint,"         \
+	" trigger text) ON COMMIT DELETE ROWS;"
 #define AGG_CAPTURE_COPY_SQL "COPY st_chunk FROM STDIN"
-extern const char agg_capture_final_sql[];
+#define AGG_CAPTURE_FINAL_SQL                                                                \
+	/* only chunks of new messages (duplicates were stored before) */                    \
+	"DELETE FROM st_chunk c WHERE NOT EXISTS (SELECT 1 FROM st_new n"                    \
+	" WHERE n.host_id = c.host_id AND n.boot_id = c.boot_id AND n.seq = c.seq);"       \
+	/* captures an agent took by itself */                                               \
+	"INSERT INTO captures (capture_id, trigger, from_ts, to_ts, expires_at)"             \
+	" SELECT DISTINCT ON (capture_id) capture_id, coalesce(nullif(trigger, ''), 'local')," \
+	" timestamptz 'epoch' + from_ns / 1000 * interval '1 microsecond',"                  \
+	" timestamptz 'epoch' + to_ns / 1000 * interval '1 microsecond', now()"              \
+	" FROM st_chunk ORDER BY capture_id ON CONFLICT DO NOTHING;"                         \
+	"INSERT INTO capture_hosts (capture_id, host_id, role, status)"                      \
+	" SELECT DISTINCT capture_id, host_id, 'local', 'receiving' FROM st_chunk"           \
+	" ON CONFLICT DO NOTHING;"                                                           \
+	/* failures the agent reports */                                                     \
+	"UPDATE capture_hosts h SET status = 'failed', reason = s.error, updated_at = now()"  \
+	" FROM st_chunk s WHERE s.error <> '' AND h.capture_id = s.capture_id"              \
+	" AND h.host_id = s.host_id AND h.status <> 'complete';"                             \
+	"INSERT INTO capture_chunks (capture_id, host_id, idx, data)"                        \
+	" SELECT capture_id, host_id, idx, data FROM st_chunk WHERE error = '' AND total > 0" \
+	" ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING;"                                          \
+	"UPDATE capture_hosts h SET status = 'receiving', updated_at = now(),"               \
+	" total_chunks = s.total, sha256 = s.sha256, compressed_bytes = s.compressed_bytes,"  \
+	" raw_bytes = s.raw_bytes,"                                                          \
+	" held_from = timestamptz 'epoch' + s.from_ns / 1000 * interval '1 microsecond',"    \
+	" held_to = timestamptz 'epoch' + s.to_ns / 1000 * interval '1 microsecond'"         \
+	" FROM (SELECT DISTINCT ON (capture_id, host_id) * FROM st_chunk WHERE error = ''"   \
+	" ORDER BY capture_id, host_id, idx) s"                                              \
+	" WHERE h.capture_id = s.capture_id AND h.host_id = s.host_id"                       \
+	" AND h.status IN ('requested', 'sent', 'accepted', 'receiving', 'expired');"        \
+	/* assemble what is complete, check it, drop its chunks */                           \
+	"WITH t AS (SELECT DISTINCT capture_id, host_id FROM st_chunk WHERE error = ''),"    \
+	" full_ AS (SELECT h.capture_id, h.host_id FROM capture_hosts h"                     \
+	" JOIN t USING (capture_id, host_id) WHERE h.status = 'receiving'"                   \
+	" AND h.total_chunks = (SELECT count(*) FROM capture_chunks k"                       \
+	" WHERE k.capture_id = h.capture_id AND k.host_id = h.host_id)),"                    \
+	" a AS (SELECT k.capture_id, k.host_id, string_agg(k.data, ''::bytea ORDER BY k.idx) AS data" \
+	" FROM capture_chunks k JOIN full_ USING (capture_id, host_id) GROUP BY 1, 2),"      \
+	" u AS (UPDATE capture_hosts h SET payload = a.data, completed_at = now(),"          \
+	" updated_at = now(),"                                                               \
+	" status = CASE WHEN encode(sha256(a.data), 'hex') = h.sha256"                       \
+	" AND length(a.data) = h.compressed_bytes THEN 'complete' ELSE 'failed' END,"        \
+	" reason = CASE WHEN encode(sha256(a.data), 'hex') = h.sha256"                       \
+	" AND length(a.data) = h.compressed_bytes THEN ''"                                   \
+	" ELSE 'checksum mismatch: the assembled capture is corrupt' END"                    \
+	" FROM a WHERE h.capture_id = a.capture_id AND h.host_id = a.host_id"                \
+	" RETURNING h.capture_id, h.host_id)"                                                \
+	" DELETE FROM capture_chunks k USING u WHERE k.capture_id = u.capture_id"            \
+	" AND k.host_id = u.host_id;"
 
-/* agg_capture_stage_chunk appends the COPY row of one CaptureChunk of
- * host_id to b. The chunk must have passed agg_capture_check_chunk(). */
-void agg_capture_stage_chunk(struct agg_copybuf *b, const char *host_id,
-			     const Spikehound__CaptureChunk *ch);
+/* agg_capture_stage_chunk appends the COPY row of chunk message m (its
+ * chunk passed agg_capture_check_chunk()) to b. */
+void agg_capture_stage_chunk(struct agg_copybuf *b, const Spikehound__AgentMessage *m);
 
 /* agg_capture_check_chunk validates a chunk; returns NULL or the reason it
  * is rejected ("bad_capture_id", "bad_chunk_index", "chunk_too_large", ...). */

@@ -265,6 +265,12 @@ static void tick_cb(uv_timer_t *t)
 	}
 }
 
+void agg_control_set_status_cb(struct agg_control *c, agg_control_status_fn cb, void *arg)
+{
+	c->opts.status_cb = cb;
+	c->opts.status_arg = arg;
+}
+
 int agg_control_push(struct agg_control *c, const char *host_id, const Spikehound__Command *cmd)
 {
 	char key[HOST_KEY_LEN];

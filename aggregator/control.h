@@ -40,6 +40,9 @@ struct agg_control_opts {
  * Returns 0 and *out, or a negative errno with the reason logged. */
 int agg_control_start(uv_loop_t *loop, const struct agg_control_opts *o, struct agg_control **out);
 
+/* agg_control_set_status_cb sets (or replaces) the status callback. */
+void agg_control_set_status_cb(struct agg_control *c, agg_control_status_fn cb, void *arg);
+
 /* agg_control_push queues cmd (copied) for host_id (32 hex digits or a
  * dashed UUID) and answers the host's held poll at once. Pushing a command
  * id that is already pending for the host replaces it. Returns 0, -EINVAL

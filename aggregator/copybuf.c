@@ -151,6 +151,22 @@ void agg_copybuf_null(struct agg_copybuf *b)
 	agg_copybuf_raw(b, "\\N", 2);
 }
 
+void agg_copybuf_bytea(struct agg_copybuf *b, const uint8_t *data, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	sep(b);
+	/* bytea's hex input "\x..." with the backslash escaped for COPY */
+	if (!reserve(b, 3 + 2 * len))
+		return;
+	memcpy(b->data + b->len, "\\\\x", 3);
+	b->len += 3;
+	for (size_t i = 0; i < len; i++) {
+		b->data[b->len++] = hex[data[i] >> 4];
+		b->data[b->len++] = hex[data[i] & 15];
+	}
+}
+
 void agg_copybuf_end_row(struct agg_copybuf *b)
 {
 	agg_copybuf_raw(b, "\n", 1);

@@ -38,6 +38,9 @@ void agg_copybuf_f64(struct agg_copybuf *b, double v);
 /* agg_copybuf_ts appends a timestamptz field from Unix ns. */
 void agg_copybuf_ts(struct agg_copybuf *b, int64_t ns);
 
+/* agg_copybuf_bytea appends a bytea field (hex format) of len bytes. */
+void agg_copybuf_bytea(struct agg_copybuf *b, const uint8_t *data, size_t len);
+
 /* agg_copybuf_null appends \N. */
 void agg_copybuf_null(struct agg_copybuf *b);
 

@@ -8,6 +8,8 @@
  */
 #include "ingest.h"
 
+#include "capture.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -23,7 +25,7 @@
 #include "log.h"
 #include "timeutil.h"
 
-#define NSTEPS 7 /* hello, msg, summary, proc, event, stack, hist */
+#define NSTEPS 8 /* hello, msg, summary, proc, event, stack, hist, chunk */
 #define HIST_SLOTS 32 /* the rollups' log2-microsecond buckets (sql/006) */
 #define MAX_KNOWN_STACKS 1000000
 #define HELLO_REFRESH_NS (30 * SH_NS_PER_SEC)
@@ -51,7 +53,7 @@ static const char setup_sql[] =
 	" ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS st_hist (host_id uuid, boot_id uuid, seq bigint,"
 	" ts timestamptz, kind text, count float8, sum_ns float8, b float8[])"
-	" ON COMMIT DELETE ROWS;";
+	" ON COMMIT DELETE ROWS;" AGG_CAPTURE_STAGING_SQL;
 
 /* HIST_BUCKETS(X) calls X(column suffix, 1-based array index) for the 32
  * histogram buckets of the rollup tables (b00 .. b31). */
@@ -140,7 +142,7 @@ static const char final_sql[] =
 	"INSERT INTO summaries SELECT s.* FROM st_summary s JOIN st_new n"
 	" USING (host_id, boot_id, seq);"
 	"INSERT INTO spike_events SELECT e.* FROM st_event e JOIN st_new n"
-	" USING (host_id, boot_id, seq);"
+	" USING (host_id, boot_id, seq);" AGG_CAPTURE_FINAL_SQL
 	"INSERT INTO processes AS p (host_id, boot_id, pid, start_time, ppid, uid, comm, exe,"
 	" cmdline, cgroup, exit_time)"
 	" SELECT DISTINCT ON (q.host_id, q.boot_id, q.pid, q.start_time) q.host_id, q.boot_id,"
@@ -215,8 +217,16 @@ struct pending {
 	bool hello_staged;
 };
 
+/* struct staged_key is one (host, boot, seq) staged in a batch: a request
+ * and its resend in the same batch must not store a message twice. */
+struct staged_key {
+	char key[96];
+	UT_hash_handle hh;
+};
+
 struct batch {
 	struct agg_ingest *ing;
+	struct staged_key *staged; /* uthash set */
 	int64_t *stack_ids; /* staged into st_stack: known once committed */
 	size_t n_stack_ids, cap_stack_ids;
 	struct pending **reqs;
@@ -272,6 +282,7 @@ struct agg_ingest {
 	/* self-metrics */
 	atomic_int agents_connected;
 	uint64_t requests, messages, stored, duplicates, rejected_msgs, rejected_reqs;
+	uint64_t dup_in_batch; /* resent copies met in the batch of their original */
 	uint64_t retries, batches, batch_msgs_max, bytes_in, send_failures;
 	struct reason_count reasons[MAX_REASONS];
 	uint64_t commit_lat[LAT_BUCKETS], ack_lat[LAT_BUCKETS];
@@ -349,6 +360,8 @@ static struct batch *batch_new(struct agg_ingest *ing)
 
 static void batch_free(struct batch *b)
 {
+	struct staged_key *k, *tmp;
+
 	if (!b)
 		return;
 	for (size_t i = 0; i < b->n; i++)
@@ -357,7 +370,31 @@ static void batch_free(struct batch *b)
 	free(b->stack_ids);
 	for (int i = 0; i < NSTEPS; i++)
 		agg_copybuf_fini(&b->buf[i]);
+	HASH_ITER(hh, b->staged, k, tmp) {
+		HASH_DEL(b->staged, k);
+		free(k);
+	}
 	free(b);
+}
+
+/* staged_once tells whether message m is staged in b for the first time
+ * (and remembers it); false for a copy already staged (from a resend). */
+static bool staged_once(struct batch *b, const Spikehound__AgentMessage *m)
+{
+	struct staged_key *k;
+	char key[96];
+
+	snprintf(key, sizeof(key), "%.36s/%.40s/%" PRIu64, m->host_id, m->boot_id, m->seq);
+	for (char *c = key; *c; c++)
+		*c = (char)(*c | 0x20); /* ids compare case-insensitively */
+	HASH_FIND_STR(b->staged, key, k);
+	if (k)
+		return false;
+	if ((k = calloc(1, sizeof(*k))) != NULL) {
+		memcpy(k->key, key, sizeof(key));
+		HASH_ADD_STR(b->staged, key, k);
+	}
+	return true;
 }
 
 static size_t batch_bytes(const struct batch *b)
@@ -985,11 +1022,12 @@ static void stage_msg(struct batch *b, const Spikehound__AgentMessage *m)
 {
 	struct agg_copybuf *c = &b->buf[1];
 	bool summary = m->body_case == SPIKEHOUND__AGENT_MESSAGE__BODY_SUMMARY;
+	bool chunk = m->body_case == SPIKEHOUND__AGENT_MESSAGE__BODY_CHUNK;
 
 	agg_copybuf_str(c, m->host_id);
 	agg_copybuf_str(c, m->boot_id);
 	agg_copybuf_i64(c, (int64_t)m->seq);
-	agg_copybuf_str(c, summary ? "summary" : "event");
+	agg_copybuf_str(c, summary ? "summary" : chunk ? "chunk" : "event");
 	agg_copybuf_i64(c, (int64_t)(m->dropped_before > INT64_MAX ? 0 : m->dropped_before));
 	if (summary && m->summary->has_snapshot)
 		agg_copybuf_ts(c, m->summary->end_ns);
@@ -998,6 +1036,8 @@ static void stage_msg(struct batch *b, const Spikehound__AgentMessage *m)
 	agg_copybuf_end_row(c);
 	if (summary)
 		stage_summary(b, m);
+	else if (chunk)
+		agg_capture_stage_chunk(&b->buf[7], m);
 	else
 		stage_event(b, m);
 }
@@ -1027,6 +1067,10 @@ static void stage_request(struct agg_ingest *ing, struct batch *b, struct pendin
 	for (size_t i = 0; i < req->n_messages; i++) {
 		if (p->items[i].rejected)
 			continue;
+		if (!staged_once(b, req->messages[i])) {
+			ing->dup_in_batch++;
+			continue;
+		}
 		stage_msg(b, req->messages[i]);
 		b->n_accepted++;
 		b->n_msgs++;
@@ -1229,6 +1273,7 @@ static void build_copy_sql(struct agg_ingest *ing)
 		 " victim_tid, victim_comm, victim_cgroup, detail, evidence, received_at) FROM STDIN");
 	snprintf(ing->copy_sql[5], sizeof(ing->copy_sql[5]), "COPY st_stack FROM STDIN");
 	snprintf(ing->copy_sql[6], sizeof(ing->copy_sql[6]), "COPY st_hist FROM STDIN");
+	snprintf(ing->copy_sql[7], sizeof(ing->copy_sql[7]), "%s", AGG_CAPTURE_COPY_SQL);
 }
 
 int agg_ingest_start(uv_loop_t *loop, const struct agg_ingest_opts *o, struct agg_ingest **out)
@@ -1402,6 +1447,7 @@ char *agg_ingest_stats_json(struct agg_ingest *ing)
 		      (json_int_t)(ing->batches ? (ing->stored + ing->rejected_msgs) / ing->batches : 0));
 	if (!o)
 		return NULL;
+	json_object_set_new(o, "resends_in_same_batch", json_integer((json_int_t)ing->dup_in_batch));
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return s;

@@ -41,6 +41,11 @@ static void usage(FILE *f)
 		"      --stats-interval DUR log self-metrics every DUR (default 60s)\n"
 		"      --max-request-bytes SIZE  reject larger agent requests (default 8MiB)\n"
 		"      --log-level LEVEL    error, warn, info (default) or debug\n"
+		"      --control-listen URL control plane the agents dial for capture commands\n"
+		"                           (default tcp://127.0.0.1:7472; \"off\" disables captures)\n"
+		"      --set KEY=VALUE      any config file key, e.g. --set capture_auto_min=50ms\n"
+		"                           or --set correlate_gap=2s (see\n"
+		"                           deploy/aggregator.conf.example); repeatable\n"
 		"      --migrate-only       apply database migrations and exit\n"
 		"  -h, --help               show this help\n"
 		"  -V, --version            show the version\n"
@@ -90,7 +95,7 @@ cleanup:
 int main(int argc, char **argv)
 {
 	enum { O_LISTEN = 256, O_HTTP, O_DATA, O_DB, O_BINDIR, O_WRITERS, O_RET, O_STATS, O_MAXREQ,
-	       O_LOG, O_MIGRATE };
+	       O_LOG, O_CONTROL, O_MIGRATE, O_SET };
 	static const struct option longopts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "listen", required_argument, NULL, O_LISTEN },
@@ -103,7 +108,9 @@ int main(int argc, char **argv)
 		{ "stats-interval", required_argument, NULL, O_STATS },
 		{ "max-request-bytes", required_argument, NULL, O_MAXREQ },
 		{ "log-level", required_argument, NULL, O_LOG },
+		{ "control-listen", required_argument, NULL, O_CONTROL },
 		{ "migrate-only", no_argument, NULL, O_MIGRATE },
+		{ "set", required_argument, NULL, O_SET },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -114,6 +121,7 @@ int main(int argc, char **argv)
 		[O_BINDIR - O_LISTEN] = "pg_bindir",  [O_WRITERS - O_LISTEN] = "writers",
 		[O_RET - O_LISTEN] = "retention_days", [O_STATS - O_LISTEN] = "stats_interval",
 		[O_MAXREQ - O_LISTEN] = "max_request_bytes", [O_LOG - O_LISTEN] = "log_level",
+		[O_CONTROL - O_LISTEN] = "control_listen",
 	};
 	struct agg_config cfg;
 	struct agg_pgembed *pg = NULL;
@@ -155,8 +163,26 @@ int main(int argc, char **argv)
 		case O_MIGRATE:
 			migrate_only = true;
 			break;
+		case O_SET: {
+			char key[64];
+			const char *eq = strchr(optarg, '=');
+
+			if (!eq || eq == optarg || (size_t)(eq - optarg) >= sizeof(key)) {
+				fprintf(stderr, "spikehound-aggregator: --set \"%s\": expected KEY=VALUE\n",
+					optarg);
+				agg_config_free(&cfg);
+				return 2;
+			}
+			snprintf(key, sizeof(key), "%.*s", (int)(eq - optarg), optarg);
+			if (agg_config_set(&cfg, key, eq + 1, err, sizeof(err))) {
+				fprintf(stderr, "spikehound-aggregator: --set %s: %s\n", key, err);
+				agg_config_free(&cfg);
+				return 2;
+			}
+			break;
+		}
 		default:
-			if (opt >= O_LISTEN && opt <= O_LOG) {
+			if (opt >= O_LISTEN && opt <= O_CONTROL) {
 				if (agg_config_set(&cfg, keys[opt - O_LISTEN], optarg, err, sizeof(err))) {
 					fprintf(stderr, "spikehound-aggregator: --%s: %s\n",
 						longopts[opt - O_LISTEN + 1].name, err);

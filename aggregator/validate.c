@@ -3,6 +3,8 @@
  * rejection and the well-behaved ones keep being served. */
 #include "validate.h"
 
+#include "capture.h"
+
 #include <ctype.h>
 #include <string.h>
 
@@ -316,7 +318,7 @@ const char *agg_validate_request(Spikehound__AgentRequest *req, int64_t now_ns,
 		else if (m->body_case == SPIKEHOUND__AGENT_MESSAGE__BODY_EVENT)
 			r = check_event(m->event, now_ns, l);
 		else if (m->body_case == SPIKEHOUND__AGENT_MESSAGE__BODY_CHUNK)
-			r = "unsupported_kind";
+			r = m->chunk ? agg_capture_check_chunk(m->chunk) : "malformed";
 		else
 			r = "empty_body";
 		/* within one request, seqs of a boot must increase */
