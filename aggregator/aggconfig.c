@@ -202,6 +202,29 @@ static int set_capture(struct agg_config *c, const char *key, const char *value,
 	return 1;
 }
 
+int agg_config_control_url(const struct agg_config *c, char *buf, size_t len)
+{
+	const char *colon;
+	char *end;
+	long port;
+
+	buf[0] = '\0';
+	if (!c->control_listen[0])
+		return -ENOENT;
+	if (strcmp(c->control_listen, "auto") != 0) {
+		snprintf(buf, len, "%s", c->control_listen);
+		return 0;
+	}
+	colon = strrchr(c->listen, ':');
+	if (!colon || strncmp(c->listen, "tcp://", 6) != 0)
+		return -ENOENT;
+	port = strtol(colon + 1, &end, 10);
+	if (*end || port <= 0 || port > 65533)
+		return -ENOENT;
+	snprintf(buf, len, "%.*s:%ld", (int)(colon - c->listen), c->listen, port + 2);
+	return 0;
+}
+
 int agg_config_defaults(struct agg_config *c)
 {
 	struct agg_correlate_opts co;
@@ -231,7 +254,7 @@ int agg_config_defaults(struct agg_config *c)
 	c->capture_auto_per_hour = 30;
 	c->capture_auto_host_interval_ns = 600 * SH_NS_PER_SEC;
 	c->capture_retention_days = 14;
-	if (set_str(&c->control_listen, "tcp://127.0.0.1:7472") ||
+	if (set_str(&c->control_listen, "auto") ||
 	    set_str(&c->listen, "tcp://127.0.0.1:7470") || set_str(&c->http, "http://127.0.0.1:7471") ||
 	    set_str(&c->data_dir, "/var/lib/spikehound/aggregator") || set_str(&c->db, "") ||
 	    set_str(&c->pg_bindir, "") || set_str(&c->log_level, "info")) {

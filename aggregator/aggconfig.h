@@ -31,7 +31,8 @@ struct agg_config {
 	int64_t correlate_suspects_interval_ns;
 	int correlate_others_max;
 	/* captures (capture.h, control.h): control_listen, capture_* keys */
-	char *control_listen;            /* agents dial it for commands: tcp://127.0.0.1:7472; "" off */
+	char *control_listen;            /* agents dial it for commands; "auto" (default): listen's
+					  * host with its port + 2 (tcp://127.0.0.1:7472); "" off */
 	int64_t capture_before_ns;       /* window before the trigger time (30s) */
 	int64_t capture_after_ns;        /* window after it (5s) */
 	uint64_t capture_max_bytes;      /* compressed size cap per host (64MiB) */
@@ -53,6 +54,12 @@ int agg_config_set(struct agg_config *c, const char *key, const char *value, cha
 /* agg_config_load reads an INI file's [aggregator] section. Returns 0, or
  * a negative errno with "file:line: message" in err. */
 int agg_config_load(struct agg_config *c, const char *path, char *err, size_t errlen);
+
+/* agg_config_control_url writes the control-plane address to listen on
+ * into buf (control_listen, or for "auto" the listen address with its port
+ * + 2, as agents derive it too). Returns 0, or -ENOENT when the control
+ * plane is off or no address can be derived (buf ""). */
+int agg_config_control_url(const struct agg_config *c, char *buf, size_t len);
 
 /* agg_config_free frees c's strings. */
 void agg_config_free(struct agg_config *c);

@@ -231,6 +231,7 @@ int agg_serve(const struct agg_serve_opts *o)
 	struct agg_correlate_opts co;
 	struct agg_ingest_opts io;
 	struct serve s;
+	char control_url[512];
 	uint64_t stats_ms;
 	int rv;
 
@@ -263,11 +264,13 @@ int agg_serve(const struct agg_serve_opts *o)
 		sh_err("could not start the correlator: %s", strerror(-rv));
 		return rv;
 	}
-	if (o->cfg->control_listen[0]) {
+	if (agg_config_control_url(o->cfg, control_url, sizeof(control_url)) != 0) {
+		sh_info("control plane off: captures cannot be asked for");
+	} else {
 		struct agg_control_opts cto = { 0 };
 		struct agg_capture_opts cpo = { 0 };
 
-		cto.listen_url = o->cfg->control_listen;
+		cto.listen_url = control_url;
 		cpo.dsn = o->dsn;
 		cpo.before_ns = o->cfg->capture_before_ns;
 		cpo.after_ns = o->cfg->capture_after_ns;
@@ -282,8 +285,8 @@ int agg_serve(const struct agg_serve_opts *o)
 						    : -1;
 		cpo.retention_days = o->cfg->capture_retention_days;
 		if ((rv = agg_control_start(&s.loop, &cto, &s.control)) != 0) {
-			sh_err("could not serve the control plane on \"%s\": %s",
-			       o->cfg->control_listen, strerror(-rv));
+			sh_err("could not serve the control plane on \"%s\": %s (set control_listen)",
+			       control_url, strerror(-rv));
 			return rv;
 		}
 		if ((rv = agg_capture_start(&s.loop, &cpo, s.control, &s.capture)) != 0) {
