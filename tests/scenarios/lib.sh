@@ -63,6 +63,7 @@ sh_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.
 
 # sh_start [agent flags...]: aggregator + agent (1 s interval so summaries
 # arrive fast; every detector on with the defaults unless flags say).
+# $SH_AGG_ARGS (optional) adds aggregator flags, e.g. "--set capture_auto_min=2ms".
 sh_start() {
 	local port hport
 	sh_fresh_db "scenario"
@@ -73,7 +74,7 @@ sh_start() {
 	SH_AGG_LOG="$SH_DIR/aggregator.log"
 	SH_AGENT_LOG="$SH_DIR/agent.log"
 	"$SH_BUILD/aggregator/spikehound-aggregator" --db "$SH_DSN" --listen "tcp://127.0.0.1:$port" \
-		--http "$SH_HTTP" --data-dir "$SH_DIR/agg" --stats-interval 5s >"$SH_AGG_LOG" 2>&1 &
+		--http "$SH_HTTP" --data-dir "$SH_DIR/agg" --stats-interval 5s ${SH_AGG_ARGS:-} >"$SH_AGG_LOG" 2>&1 &
 	SH_PIDS="$SH_PIDS $!"
 	for _ in $(seq 1 300); do grep -q ' ready' "$SH_AGG_LOG" && break; sleep 0.1; done
 	grep -q ' ready' "$SH_AGG_LOG" || sh_fail "aggregator did not start"
