@@ -185,7 +185,7 @@ static const char rates_sql[] =
 	"SELECT k.kind, e.host_id::text,"
 	" count(*) FILTER (WHERE i.type IS NULL OR i.type = 'recurring'),"
 	" coalesce(max(e.incident_id) FILTER (WHERE i.type = 'recurring'), 0),"
-	" count(*) FILTER (WHERE i.type = 'periodic'), k.end_ns"
+	" count(*) FILTER (WHERE i.type = 'periodic'), k.end_ns, " NS("min(e.ts)")
 	" FROM unnest($1::text[], $2::bigint[]) AS k(kind, end_ns)"
 	" JOIN spike_events e ON e.kind = k.kind"
 	"  AND e.ts > " TS("k.end_ns") " - " LOOKBACK("$3") " AND e.ts <= " TS("k.end_ns")
@@ -536,6 +536,7 @@ struct recur {
 struct rrow { /* one host's count of a kind over the lookback ending at end */
 	int kind, host;
 	int64_t count, periodic, cur, end;
+	int64_t first; /* its earliest event in the window */
 };
 
 /* struct gwin remembers when an older window of a kind was last judged. */
@@ -1048,7 +1049,7 @@ static int rate_kind(struct agg_correlate *c, size_t s, bool final)
 	size_t n = 0, nflag = 0;
 	struct krate *k;
 	struct kinc *open;
-	double mu, lookback_s = (double)c->o.lookback_ns / 1e9;
+	double mu, lookback_s = (double)c->o.lookback_ns / 1e9, covered_s, first_s = -1;
 	int64_t hosts_active, ref = 0;
 
 	if (!counts || !rows || !flagged || !taken || !trained)
@@ -1095,7 +1096,24 @@ static int rate_kind(struct agg_correlate *c, size_t s, bool final)
 		}
 		HASH_ADD_KEYPTR(hh, c->rates, k->kind, strlen(k->kind), k);
 	}
-	k->rate_per_s = mu * (double)(hosts_active - (int64_t)nflag) / lookback_s;
+	/* the baseline is per lookback; while the data (a fresh aggregator, a
+	 * backfill) covers less than the lookback, it is per covered time, from
+	 * the kind's earliest event in the window (never over-estimating the
+	 * time: a higher rate only makes bursts harder to call) */
+	covered_s = lookback_s;
+	for (size_t i = 0; i < cy->nrr; i++) {
+		const struct rrow *r = &cy->rr[i];
+		double span;
+
+		if (r->kind != kidx || r->end != end || r->first <= 0)
+			continue;
+		span = (double)(end - r->first) / 1e9;
+		if (first_s < 0 || span > first_s)
+			first_s = span;
+	}
+	if (first_s > 0 && first_s < covered_s)
+		covered_s = first_s > 600 ? first_s : 600;
+	k->rate_per_s = mu * (double)(hosts_active - (int64_t)nflag) / covered_s;
 	k->end_ns = end;
 	k->computed_ns = sh_now_wall_ns();
 	if (!final) {
@@ -1179,6 +1197,7 @@ static void rates_done_cb(struct agg_db *db, int status, PGresult *res, const ch
 		r->cur = strtoll(PQgetvalue(res, i, 3), NULL, 10);
 		r->periodic = strtoll(PQgetvalue(res, i, 4), NULL, 10);
 		r->end = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+		r->first = strtoll(PQgetvalue(res, i, 6), NULL, 10);
 		if (r->kind < 0 || r->host < 0) {
 			failed(c, "counting events per host", -ENOMEM, NULL);
 			return;
@@ -1706,7 +1725,7 @@ static int bursts(struct agg_correlate *c, struct cycle *cy)
 		size_t j = i + 1, nh = 0, distinct = 0;
 		struct cev *first = &cy->ev[idx[i]];
 		struct krate *k;
-		double span_s, mu;
+		double span_s, mu, chains_h;
 		int64_t id = 0;
 
 		while (j < n && cy->ev[idx[j]].kind == first->kind &&
@@ -1724,7 +1743,12 @@ static int bursts(struct agg_correlate *c, struct cycle *cy)
 		HASH_FIND_STR(c->rates, cy->kinds.v[first->kind], k);
 		span_s = (double)(cy->ev[idx[j - 1]].tc - first->tc) / 1e9;
 		mu = (k ? k->rate_per_s : 0) * (span_s + gap_s);
-		if (agg_stats_log10_poisson_sf((int64_t)distinct, mu) > log10_p) {
+		/* every event of the kind starts a chain that is tested: burst_p is
+		 * the chance of a false burst per hour of the kind's baseline
+		 * (Bonferroni over the chains an hour tests) */
+		chains_h = (k ? k->rate_per_s : 0) * 3600;
+		if (agg_stats_log10_poisson_sf((int64_t)distinct, mu) >
+		    log10_p - (chains_h > 1 ? log10(chains_h) : 0)) {
 			i = j;
 			continue;
 		}

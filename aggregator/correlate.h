@@ -42,7 +42,7 @@ struct agg_correlate_opts {
 	int64_t gap_ns;		      /* burst: events chain within 2 s */
 	int min_hosts;		      /* burst: at least 3 hosts */
 	int64_t lookback_ns;	      /* rates and periods: 6 h */
-	double burst_p;		      /* burst: Poisson chance below 1e-4 */
+	double burst_p;		      /* burst: false bursts per hour and kind, 1e-4 */
 	double recurring_p;	      /* recurring: per-host chance below 1e-6 */
 	double periodic_p;	      /* periodic: expected chance trains below 1e-3 */
 	int min_events;		      /* recurring events, periodic occurrences: 4 */
