@@ -471,6 +471,7 @@ struct krate {
 	int64_t end_ns;      /* the window (end - lookback, end] it describes */
 	int64_t computed_ns; /* wall clock */
 	double rate_per_s;   /* fleet events per second from hosts at baseline */
+	double all_per_s;    /* fleet events per second, every host (bursts' chance) */
 	char **flagged;      /* hosts far above it, sorted */
 	size_t nflagged;
 	UT_hash_handle hh;
@@ -1049,7 +1050,7 @@ static int rate_kind(struct agg_correlate *c, size_t s, bool final)
 	size_t n = 0, nflag = 0;
 	struct krate *k;
 	struct kinc *open;
-	double mu, lookback_s = (double)c->o.lookback_ns / 1e9, covered_s, first_s = -1;
+	double mu, lookback_s = (double)c->o.lookback_ns / 1e9, covered_s, first_s = -1, total;
 	int64_t hosts_active, ref = 0;
 
 	if (!counts || !rows || !flagged || !taken || !trained)
@@ -1114,6 +1115,14 @@ static int rate_kind(struct agg_correlate *c, size_t s, bool final)
 	if (first_s > 0 && first_s < covered_s)
 		covered_s = first_s > 600 ? first_s : 600;
 	k->rate_per_s = mu * (double)(hosts_active - (int64_t)nflag) / covered_s;
+	/* what a burst must beat is every event of the kind, the recurring
+	 * hosts' too: their own coincidences are not fleet incidents */
+	total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += (double)counts[i];
+	k->all_per_s = total / covered_s;
+	if (k->all_per_s < k->rate_per_s)
+		k->all_per_s = k->rate_per_s;
 	k->end_ns = end;
 	k->computed_ns = sh_now_wall_ns();
 	if (!final) {
@@ -1742,11 +1751,11 @@ static int bursts(struct agg_correlate *c, struct cycle *cy)
 		}
 		HASH_FIND_STR(c->rates, cy->kinds.v[first->kind], k);
 		span_s = (double)(cy->ev[idx[j - 1]].tc - first->tc) / 1e9;
-		mu = (k ? k->rate_per_s : 0) * (span_s + gap_s);
+		mu = (k ? k->all_per_s : 0) * (span_s + gap_s);
 		/* every event of the kind starts a chain that is tested: burst_p is
 		 * the chance of a false burst per hour of the kind's baseline
 		 * (Bonferroni over the chains an hour tests) */
-		chains_h = (k ? k->rate_per_s : 0) * 3600;
+		chains_h = (k ? k->all_per_s : 0) * 3600;
 		if (agg_stats_log10_poisson_sf((int64_t)distinct, mu) >
 		    log10_p - (chains_h > 1 ? log10(chains_h) : 0)) {
 			i = j;
