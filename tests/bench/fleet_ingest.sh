@@ -17,7 +17,7 @@ SECONDS_RUN=${2:-120}
 WARMUP=20
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${SH_BUILD:-$top/build}
-SIM=$build/deploy/fleet-sim/fleet-sim
+SIM=${SH_FLEET_SIM:-$build/deploy/fleet-sim/fleet-sim}
 AGG=$build/aggregator/spikehound-aggregator
 for b in "$SIM" "$AGG"; do [ -x "$b" ] || { echo "fleet_ingest: build first ($b missing)"; exit 2; }; done
 DIR=$(mktemp -d /tmp/sh-fleetingest.XXXXXX)
@@ -45,7 +45,7 @@ SIM_PID=$!
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 pg_cpu_s() { # CPU seconds of this cluster's postmaster and its children
 	local pm
-	pm=$(head -n 1 "$DIR/pg/data/postmaster.pid")
+	pm=$(head -n 1 "$(psql "$DSN" -qAt -c 'SHOW data_directory')/postmaster.pid")
 	ps -o cputimes= -p "$(echo "$pm" $(pgrep -P "$pm") | tr ' ' ',')" | awk '{ s += $1 } END { print s + 0 }'
 }
 count() { psql "$DSN" -qAt -c "SELECT (SELECT count(*) FROM summaries), (SELECT count(*) FROM spike_events)"; }
