@@ -269,7 +269,7 @@ void fsim_host_remove_proc(struct fsim_host *h, int32_t pid)
 }
 
 int fsim_host_push(struct fsim_host *h, uint8_t *buf, size_t len, uint64_t seq, int64_t release_ns,
-		   bool summary)
+		   enum fsim_out_kind kind)
 {
 	struct fsim_out *o;
 
@@ -295,8 +295,97 @@ int fsim_host_push(struct fsim_host *h, uint8_t *buf, size_t len, uint64_t seq, 
 	o->len = len;
 	o->seq = seq;
 	o->release_ns = release_ns;
-	o->summary = summary;
+	o->kind = kind;
 	return 0;
+}
+
+size_t fsim_host_first_unreleased(const struct fsim_host *h, int64_t now_ns)
+{
+	size_t i = h->busy ? h->inflight : 0; /* those in flight were due */
+
+	for (; i < h->out_n; i++)
+		if (h->out[h->out_head + i].release_ns > now_ns)
+			break;
+	return i;
+}
+
+/* reseq repacks the AgentMessage of o with sequence number seq into a new
+ * buffer; returns it, or NULL (ENOMEM or undecodable). */
+static uint8_t *reseq(const struct fsim_out *o, uint64_t seq, size_t *len)
+{
+	Spikehound__AgentMessage *m = spikehound__agent_message__unpack(NULL, o->len, o->buf);
+	uint8_t *buf = NULL;
+
+	if (!m)
+		return NULL;
+	m->seq = seq;
+	*len = spikehound__agent_message__get_packed_size(m);
+	if ((buf = malloc(*len ? *len : 1)) != NULL)
+		spikehound__agent_message__pack(m, buf);
+	spikehound__agent_message__free_unpacked(m, NULL);
+	return buf;
+}
+
+int fsim_host_insert(struct fsim_host *h, size_t pos, struct fsim_out *items, size_t n)
+{
+	size_t later = h->out_n - pos;
+	uint8_t **bufs = NULL;
+	size_t *lens = NULL;
+	int err = -ENOMEM;
+
+	if (pos > h->out_n)
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	/* room first, so that nothing below can fail after a change */
+	if (h->out_head + h->out_n + n > h->out_cap) {
+		if (h->out_head > 0) {
+			memmove(h->out, h->out + h->out_head, h->out_n * sizeof(*h->out));
+			h->out_head = 0;
+		}
+		if (h->out_n + n > h->out_cap) {
+			size_t cap = h->out_cap ? h->out_cap : 16;
+			struct fsim_out *v;
+
+			while (cap < h->out_n + n)
+				cap *= 2;
+			if (!(v = realloc(h->out, cap * sizeof(*v))))
+				return -ENOMEM;
+			h->out = v;
+			h->out_cap = cap;
+		}
+	}
+	bufs = calloc(later + 1, sizeof(*bufs));
+	lens = calloc(later + 1, sizeof(*lens));
+	if (!bufs || !lens)
+		goto cleanup;
+	for (size_t i = 0; i < later; i++) {
+		const struct fsim_out *o = &h->out[h->out_head + pos + i];
+
+		if (!(bufs[i] = reseq(o, o->seq + n, &lens[i])))
+			goto cleanup;
+	}
+	for (size_t i = 0; i < later; i++) {
+		struct fsim_out *o = &h->out[h->out_head + pos + i];
+
+		free(o->buf);
+		o->buf = bufs[i];
+		o->len = lens[i];
+		o->seq += n;
+		bufs[i] = NULL;
+	}
+	memmove(&h->out[h->out_head + pos + n], &h->out[h->out_head + pos],
+		later * sizeof(*h->out));
+	memcpy(&h->out[h->out_head + pos], items, n * sizeof(*items));
+	h->out_n += n;
+	h->seq += n;
+	err = 0;
+cleanup:
+	for (size_t i = 0; bufs && i < later; i++)
+		free(bufs[i]);
+	free(bufs);
+	free(lens);
+	return err;
 }
 
 void fsim_host_drop(struct fsim_host *h, size_t i)
@@ -766,6 +855,7 @@ void fsim_fleet_free(struct fsim_fleet *f)
 		for (size_t k = 0; k < h->out_n; k++)
 			free(h->out[h->out_head + k].buf);
 		free(h->out);
+		fsim_recorder_fini(&h->rec);
 	}
 	for (uint32_t i = 0; f->role_defs && i < f->sc->roles.n; i++)
 		free((char *)f->role_defs[i].exe);

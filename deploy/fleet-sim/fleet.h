@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "recorder.h"
 #include "rng.h"
 #include "scenario.h"
 #include "spikehound.pb-c.h"
@@ -57,13 +58,16 @@ struct fsim_hcause {
 	size_t firing;	 /* burst: index of the next firing to consider */
 };
 
+/* enum fsim_out_kind is what an outbox message carries. */
+enum fsim_out_kind { FSIM_OUT_EVENT, FSIM_OUT_SUMMARY, FSIM_OUT_CHUNK };
+
 /* struct fsim_out is one packed AgentMessage in a host's outbox. */
 struct fsim_out {
 	uint8_t *buf;
 	size_t len;
 	uint64_t seq;
 	int64_t release_ns; /* true time the agent would send it (0: now) */
-	bool summary;
+	enum fsim_out_kind kind;
 };
 
 /* struct fsim_metric_state is a host's slowly moving metric levels. */
@@ -97,6 +101,7 @@ struct fsim_host {
 	struct fsim_hcause *hc; /* per scenario cause */
 	int64_t noise_next[FSIM_NKINDS];
 	struct fsim_metric_state ms;
+	struct fsim_recorder rec; /* live records, for captures (when recording) */
 
 	int64_t cursor_ns;  /* true time generated up to */
 	uint64_t intervals; /* summaries generated */
@@ -181,7 +186,22 @@ const char *fsim_proc_cmdline(const struct fsim_proc *p);
 /* fsim_host_push appends a packed message to h's outbox (takes ownership
  * of buf). Returns 0 or -ENOMEM (then buf is freed). */
 int fsim_host_push(struct fsim_host *h, uint8_t *buf, size_t len, uint64_t seq, int64_t release_ns,
-		   bool summary);
+		   enum fsim_out_kind kind);
+
+/* fsim_host_first_unreleased returns the outbox position (relative to the
+ * head) of the first message not due at true time now_ns, or h->out_n.
+ * Nothing from there on has been sent. */
+size_t fsim_host_first_unreleased(const struct fsim_host *h, int64_t now_ns);
+
+/* fsim_host_insert puts the n packed messages of items at outbox position
+ * pos (relative to the head; pos <= h->out_n) and moves the messages from
+ * pos on, which must not have been sent, n sequence numbers later
+ * (repacked), so that the inserted ones, which must carry the seqs the
+ * message at pos had and the following ones (or h->seq + 1 ... when pos is
+ * h->out_n), keep the outbox in seq order. Takes ownership of the items'
+ * buffers on success; on failure (-ENOMEM) nothing changed and the caller
+ * still owns them. */
+int fsim_host_insert(struct fsim_host *h, size_t pos, struct fsim_out *items, size_t n);
 
 /* fsim_host_drop removes outbox entry i (relative to the head) and frees it. */
 void fsim_host_drop(struct fsim_host *h, size_t i);

@@ -929,7 +929,7 @@ static void fill_event(struct fsim_gen *g, struct fsim_host *h, const struct spi
 }
 
 static int pack_push(struct fsim_gen *g, struct fsim_host *h, Spikehound__AgentMessage *m,
-		     int64_t release, bool summary)
+		     int64_t release, enum fsim_out_kind kind)
 {
 	size_t len = spikehound__agent_message__get_packed_size(m);
 	uint8_t *buf = malloc(len ? len : 1);
@@ -938,7 +938,7 @@ static int pack_push(struct fsim_gen *g, struct fsim_host *h, Spikehound__AgentM
 		return -ENOMEM;
 	spikehound__agent_message__pack(m, buf);
 	g->st.bytes += len;
-	return fsim_host_push(h, buf, len, m->seq, release, summary);
+	return fsim_host_push(h, buf, len, m->seq, release, kind);
 }
 
 static void init_msg(Spikehound__AgentMessage *m, struct fsim_host *h, int64_t created_host_ns)
@@ -968,10 +968,14 @@ static int emit_events(struct fsim_gen *g, struct fsim_host *h, bool live)
 		memset(b, 0, offsetof(struct evb, text));
 		b->used = 0;
 		fill_event(g, h, s, b);
+		if (live && g->o.record &&
+		    (rv = fsim_recorder_add(&h->rec, FSIM_REC_EVENT, b->ev.start_ns,
+					    &b->ev.base)) != 0)
+			break;
 		init_msg(&m, h, detect + h->skew_ns);
 		m.body_case = SPIKEHOUND__AGENT_MESSAGE__BODY_EVENT;
 		m.event = &b->ev;
-		rv = pack_push(g, h, &m, live ? detect : 0, false);
+		rv = pack_push(g, h, &m, live ? detect : 0, FSIM_OUT_EVENT);
 		if (rv)
 			break;
 		g->st.events++;
@@ -1293,6 +1297,51 @@ static void fill_samples(struct fsim_gen *g, struct fsim_host *h, const struct r
 	h->ms.samples_total += total;
 }
 
+/* record_proc keeps one process lifecycle record of p. */
+static int record_proc(struct fsim_host *h, const struct fsim_proc *p, const char *kind,
+		       int64_t t_ns)
+{
+	Spikehound__CaptureProcEvent e = SPIKEHOUND__CAPTURE_PROC_EVENT__INIT;
+	const struct fsim_proc *parent = fsim_host_proc(h, p->ppid);
+
+	e.time_ns = t_ns;
+	e.kind = (char *)kind;
+	e.pid = p->pid;
+	e.ppid = p->ppid;
+	e.tid = p->pid;
+	/* a child runs its parent's program until it calls exec */
+	e.comm = (char *)(strcmp(kind, "fork") == 0 && parent ? parent->def->comm : p->def->comm);
+	if (strcmp(kind, "exec") == 0)
+		e.filename = (char *)p->def->exe;
+	return fsim_recorder_add(&h->rec, FSIM_REC_PROC, t_ns, &e.base);
+}
+
+/* record_summary keeps what the recorder holds of a live interval: its
+ * metric seconds and the processes that started (fork, exec) and exited. */
+static int record_summary(struct fsim_host *h, const struct sumb *b)
+{
+	int rv = 0;
+
+	for (size_t i = 0; i < b->s.n_metrics && rv == 0; i++)
+		rv = fsim_recorder_add(&h->rec, FSIM_REC_METRICS, b->sec_ptrs[i]->time_ns,
+				       &b->sec_ptrs[i]->base);
+	for (size_t i = 0; i < b->s.n_started && rv == 0; i++) {
+		const struct fsim_proc *p = fsim_host_proc(h, b->s.started[i]->pid);
+
+		if (!p)
+			continue;
+		if ((rv = record_proc(h, p, "fork", p->start_ns - 200000)) == 0)
+			rv = record_proc(h, p, "exec", p->start_ns);
+	}
+	for (size_t i = 0; i < b->s.n_exited && rv == 0; i++) {
+		const struct fsim_proc *p = fsim_host_proc(h, b->s.exited[i]->pid);
+
+		if (p)
+			rv = record_proc(h, p, "exit", p->exit_ns);
+	}
+	return rv;
+}
+
 static int emit_summary(struct fsim_gen *g, struct fsim_host *h, int64_t t0, int64_t t1,
 			int64_t step, bool live)
 {
@@ -1370,16 +1419,67 @@ static int emit_summary(struct fsim_gen *g, struct fsim_host *h, int64_t t0, int
 	b->health.agent_rss_kb = 45000 + fsim_rng_below(&h->rng, 20000);
 	b->s.health = &b->health;
 
+	if (live && g->o.record && (rv = record_summary(h, b)) != 0)
+		goto cleanup;
 	init_msg(&m, h, t1h + 5 * SH_NS_PER_MS);
 	m.body_case = SPIKEHOUND__AGENT_MESSAGE__BODY_SUMMARY;
 	m.summary = &b->s;
-	rv = pack_push(g, h, &m, live ? t1 + 5 * SH_NS_PER_MS : 0, true);
+	rv = pack_push(g, h, &m, live ? t1 + 5 * SH_NS_PER_MS : 0, FSIM_OUT_SUMMARY);
 	if (rv == 0)
 		g->st.summaries++;
 cleanup:
 	sumb_free(b);
 	free(b);
 	return rv;
+}
+
+size_t fsim_gen_stacks(const struct fsim_gen *g, struct fsim_host *h, struct fsim_stack_share *out)
+{
+	const struct role_prof *rp = prof_of(g->f, h);
+	struct fsim_proc *main_p = h->main_pid ? fsim_host_proc(h, h->main_pid) : NULL;
+	double total = 0;
+	size_t n = 0;
+
+	/* as fill_samples: 80% the role's stacks, 4% the node exporter's;
+	 * the agent itself about 2% */
+	for (int i = 0; i < 4; i++) {
+		if (rp->role) {
+			snprintf(out[n].folded, sizeof(out[n].folded), "%s", rp->stacks[i]);
+			out[n++].share = 0.8 * rp->stack_w[i];
+		} else if (i < 2 && main_p) {
+			snprintf(out[n].folded, sizeof(out[n].folded), "%s;%s", main_p->def->comm,
+				 i == 0 ? "__libc_start_main;main;run_loop;handle_request;process"
+					: "__libc_start_main;main;run_loop;poll_events;epoll_wait");
+			out[n++].share = 0.4;
+		}
+	}
+	if (rp->role) {
+		double w = 0;
+
+		for (int i = 0; i < 4; i++)
+			w += rp->stack_w[i];
+		for (size_t i = 0; i < n; i++)
+			out[i].share /= w;
+	}
+	if (fsim_host_find_comm(h, "node_exporter")) {
+		snprintf(out[n].folded, sizeof(out[n].folded), "%s",
+			 "node_exporter;runtime.goexit.abi0;net/http.(*conn).serve;"
+			 "github.com/prometheus/node_exporter/collector.(*meminfoCollector).Update;"
+			 "os.ReadFile;syscall.read");
+		out[n++].share = 0.04;
+	}
+	if (fsim_host_find_comm(h, "spikehound-agen")) {
+		snprintf(out[n].folded, sizeof(out[n].folded), "%s",
+			 "spikehound-agen;start_thread;agent_sampler_main;ring_buffer__poll;"
+			 "epoll_wait;entry_SYSCALL_64_after_hwframe;do_syscall_64;"
+			 "__x64_sys_epoll_wait;do_epoll_wait;ep_poll");
+		out[n++].share = 0.02;
+	}
+	for (size_t i = 0; i < n; i++)
+		total += out[i].share;
+	for (size_t i = 0; i < n && total > 0; i++)
+		out[i].share /= total;
+	return n;
 }
 
 int fsim_gen_step(struct fsim_gen *g, struct fsim_host *h)
@@ -1392,6 +1492,8 @@ int fsim_gen_step(struct fsim_gen *g, struct fsim_host *h)
 		return 0;
 	t1 = interval_end(g, h, &iv);
 	g->n_spikes = g->n_started = g->n_exited = 0;
+	if (live && g->o.record)
+		fsim_recorder_prune(&h->rec, t0 + h->skew_ns - g->o.record_keep_ns);
 	if ((rv = run_jobs(g, h, t1)) != 0 || (rv = draw_spikes(g, h, t1)) != 0 ||
 	    (rv = emit_events(g, h, live)) != 0 ||
 	    (rv = emit_summary(g, h, t0, t1, live ? SH_NS_PER_SEC : g->o.backfill_step_ns, live)) !=

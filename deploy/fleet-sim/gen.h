@@ -19,6 +19,8 @@ struct fsim_gen_opts {
 	int64_t interval_ns;	      /* live summary interval */
 	int64_t backfill_interval_ns; /* summary interval before backfill_end_ns */
 	int64_t backfill_step_ns;     /* backfill summaries carry a MetricSecond every this */
+	bool record;		      /* keep live records in each host's recorder (captures) */
+	int64_t record_keep_ns;	      /* for this long */
 };
 
 struct fsim_gen_stats {
@@ -55,6 +57,21 @@ void fsim_gen_set_end(struct fsim_gen *g, int64_t end_ns);
 
 /* fsim_gen_end returns the true time generation stops at. */
 int64_t fsim_gen_end(const struct fsim_gen *g);
+
+/* FSIM_GEN_MAX_STACKS is the most stacks fsim_gen_stacks gives. */
+#define FSIM_GEN_MAX_STACKS 8
+
+/* struct fsim_stack_share is one of a host's usual on-CPU stacks. */
+struct fsim_stack_share {
+	char folded[640]; /* "comm;outer;...;inner" */
+	double share;	  /* of the host's busy samples; the shares add up to 1 */
+};
+
+/* fsim_gen_stacks fills out (room for FSIM_GEN_MAX_STACKS) with the stacks
+ * host h's CPU samples show, as its summaries report them (its role's, the
+ * node exporter's, the agent's), and returns how many. Draws nothing from
+ * the host's random stream. */
+size_t fsim_gen_stacks(const struct fsim_gen *g, struct fsim_host *h, struct fsim_stack_share *out);
 
 /* fsim_gen_stats returns the counters so far. */
 const struct fsim_gen_stats *fsim_gen_stats(const struct fsim_gen *g);

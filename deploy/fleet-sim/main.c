@@ -16,6 +16,8 @@
 #include "timeutil.h"
 
 #define MAX_BACKFILL_NS (29LL * 86400 * SH_NS_PER_SEC) /* the aggregator takes 30 days */
+#define RECORDER_SPAN_NS (120 * SH_NS_PER_SEC)		/* as a real agent's default recorder */
+#define CONTROL_WAIT_MS 20000				/* as the real agent's polls */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -54,9 +56,17 @@ static void usage(FILE *f)
 		"  --truth FILE             write the ground truth (JSON lines, see fleet-spec)\n"
 		"  --progress DUR           progress line on stderr every DUR (default 5s; 0: none)\n"
 		"  --drain DUR              after SIGINT/SIGTERM wait this long for acks (default 10s)\n"
+		"  --control URL|off        control plane address: every host long-polls it for\n"
+		"                           capture commands (default: the --aggregator address\n"
+		"                           with its port + 2, if it has one; off: none)\n"
+		"  --capture-chunk SIZE     captures are sent in chunks of SIZE (default 256KiB;\n"
+		"                           1KiB to 4MiB; K, KiB, M, MiB suffixes)\n"
 		"  --log-level LEVEL        error, warn, info (default) or debug\n"
 		"  --check                  only check the scenario file\n"
 		"  -h, --help               this help\n"
+		"\n"
+		"Hosts keep the last 120 s of what they generated live (their flight recorder) and\n"
+		"answer capture commands from it like the real agent.\n"
 		"\n"
 		"Totals go to stdout as \"name value\" lines. Exit status: 0 when every message\n"
 		"was acknowledged, 1 when some were rejected or not acknowledged, 2 for a usage\n"
@@ -75,6 +85,51 @@ static int parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 	if (errno || *end || v < lo || v > hi)
 		return -EINVAL;
 	*out = v;
+	return 0;
+}
+
+/* parse_size reads a byte count with an optional K, KiB, M or MiB suffix. */
+static int parse_size(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+	static const struct {
+		const char *suffix;
+		uint64_t mult;
+	} units[] = {{"", 1}, {"B", 1}, {"K", 1024}, {"KiB", 1024}, {"M", 1 << 20}, {"MiB", 1 << 20}};
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
+			if (v > hi / units[i].mult || v * units[i].mult < lo)
+				return -EINVAL;
+			*out = v * units[i].mult;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+/* control_url_of derives the control address from the ingest address
+ * "scheme://host:PORT" (port + 2); returns 0, or -EINVAL when it has no port. */
+static int control_url_of(const char *url, char *out, size_t len)
+{
+	const char *colon = strrchr(url, ':');
+	char *end;
+	unsigned long port;
+
+	if (!colon || colon[1] == '\0' || colon[1] == '/' || !strstr(url, "://"))
+		return -EINVAL;
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno || *end || port == 0 || port + 2 > 65535)
+		return -EINVAL;
+	snprintf(out, len, "%.*s:%lu", (int)(colon - url), url, port + 2);
 	return 0;
 }
 
@@ -110,6 +165,8 @@ int main(int argc, char **argv)
 		O_DRAIN,
 		O_LOG,
 		O_CHECK,
+		O_CONTROL,
+		O_CHUNK,
 	};
 	static const struct option longopts[] = {
 		{"aggregator", required_argument, NULL, O_AGG},
@@ -131,6 +188,8 @@ int main(int argc, char **argv)
 		{"drain", required_argument, NULL, O_DRAIN},
 		{"log-level", required_argument, NULL, O_LOG},
 		{"check", no_argument, NULL, O_CHECK},
+		{"control", required_argument, NULL, O_CONTROL},
+		{"capture-chunk", required_argument, NULL, O_CHUNK},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -147,7 +206,12 @@ int main(int argc, char **argv)
 		.max_request_bytes = 4 << 20,
 		.progress_ns = 5 * SH_NS_PER_SEC,
 		.drain_ns = 10 * SH_NS_PER_SEC,
+		.control_wait_ms = CONTROL_WAIT_MS,
+		.capture_chunk_bytes = 256 << 10,
+		.recorder_span_ns = RECORDER_SPAN_NS,
 	};
+	const char *control = NULL;
+	char control_buf[512];
 	struct fsim_scenario sc;
 	const char *scenario = NULL, *bad = NULL;
 	uint64_t hosts = 0, u;
@@ -244,6 +308,14 @@ int main(int argc, char **argv)
 		case O_CHECK:
 			check = true;
 			break;
+		case O_CONTROL:
+			control = optarg;
+			break;
+		case O_CHUNK:
+			if (parse_size(optarg, 1024, 4 << 20, &u))
+				bad = "--capture-chunk: expected a size from 1KiB to 4MiB";
+			o.capture_chunk_bytes = (size_t)u;
+			break;
 		default:
 			usage(stderr);
 			return 2;
@@ -260,6 +332,18 @@ int main(int argc, char **argv)
 	}
 	if (o.backfill_step_ns > o.backfill_interval_ns)
 		o.backfill_step_ns = o.backfill_interval_ns;
+	if (control && strcmp(control, "off") == 0) {
+		o.control_url = NULL;
+	} else if (control) {
+		o.control_url = control;
+	} else if (control_url_of(o.url, control_buf, sizeof(control_buf)) == 0) {
+		o.control_url = control_buf;
+	} else {
+		sh_info("no control plane: \"%s\" has no port to derive its address from "
+			"(give --control URL)",
+			o.url);
+		o.control_url = NULL;
+	}
 
 	rv = scenario ? fsim_scenario_load(&sc, scenario, err, sizeof(err))
 		      : fsim_scenario_defaults(&sc);

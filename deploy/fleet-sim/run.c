@@ -11,7 +11,13 @@
  * Ack RETRY, a timeout or a transport error -> the same messages (same
  * seqs) are sent again after a back-off. The loop: hand out idle request
  * slots round-robin to hosts with released messages (generating a host's
- * next intervals on the way), then wait for completions. */
+ * next intervals on the way), then wait for completions.
+ *
+ * With the control plane on, every host also long-polls for commands
+ * (control.c) and takes the captures asked of it when their window has
+ * passed (capture.c): the chunks go into its outbox ahead of the messages
+ * generated in advance and not yet due (which move to later seqs), so they
+ * leave at once, in seq order, acknowledged and resent like the rest. */
 #include "run.h"
 
 #include <errno.h>
@@ -23,6 +29,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "capture.h"
+#include "control.h"
 #include "fleet.h"
 #include "gen.h"
 #include "log.h"
@@ -36,6 +44,7 @@
 #define BACKOFF_MAX_MS 5000
 #define MAX_REASONS 32
 #define WARN_EVERY_NS (10 * SH_NS_PER_SEC)
+#define CAPTURE_SLICE_NS (50 * SH_NS_PER_MS) /* captures taken per loop turn, at most this long */
 
 struct reason {
 	char text[64];
@@ -47,11 +56,16 @@ struct run {
 	struct fsim_fleet *f;
 	struct fsim_gen *g;
 	struct fsim_wire *w;
+	struct fsim_ctl *ctl; /* NULL: control plane off */
+	int64_t live_start_ns; /* true time the live part (and the recorders) began */
 	uint32_t rr;	  /* round-robin position */
 	bool gen_stopped; /* a signal: generate nothing more */
 	int fatal;	  /* a negative errno that ends the run */
 
-	uint64_t requests, sent, acked, acked_summaries, acked_events, rejected;
+	uint64_t requests, sent, acked, acked_summaries, acked_events, acked_chunks, rejected;
+	uint64_t captures_done, captures_failed, chunks, capture_bytes, capture_raw_bytes;
+	uint64_t capture_samples;
+	int64_t capture_ns_max, capture_ns_sum;
 	uint64_t retries, timeouts, failures;
 	struct reason reasons[MAX_REASONS];
 	size_t n_reasons;
@@ -213,8 +227,10 @@ static size_t apply_ack(struct run *r, struct fsim_host *h, const Spikehound__Ac
 		done[i] = true;
 		if (it->stored) {
 			r->acked++;
-			if (h->out[h->out_head + i].summary)
+			if (h->out[h->out_head + i].kind == FSIM_OUT_SUMMARY)
 				r->acked_summaries++;
+			else if (h->out[h->out_head + i].kind == FSIM_OUT_CHUNK)
+				r->acked_chunks++;
 			else
 				r->acked_events++;
 		} else {
@@ -294,6 +310,155 @@ static void done_cb(void *arg, void *tag, int err, nng_msg *reply)
 	spikehound__ack__free_unpacked(ack, NULL);
 }
 
+/* queue_chunks puts the chunks of a capture (data, len; or, with tmpl's
+ * error set, the one chunk saying why there is none) into h's outbox ahead
+ * of its messages not yet due. Returns how many, or a negative errno. */
+static int queue_chunks(struct run *r, struct fsim_host *h, const Spikehound__CaptureChunk *tmpl,
+			const uint8_t *data, size_t len, int64_t now_wall)
+{
+	size_t cb = r->o->capture_chunk_bytes;
+	bool failed = tmpl->error && tmpl->error[0];
+	size_t n = failed ? 1 : (len + cb - 1) / cb, pos = fsim_host_first_unreleased(h, now_wall);
+	uint64_t first = pos < h->out_n ? h->out[h->out_head + pos].seq : h->seq + 1;
+	struct fsim_out *items = calloc(n ? n : 1, sizeof(*items));
+	int rv = 0;
+
+	if (!items)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		Spikehound__AgentMessage m = SPIKEHOUND__AGENT_MESSAGE__INIT;
+		Spikehound__CaptureChunk ch = *tmpl;
+		size_t mlen;
+
+		if (!failed) {
+			ch.index = (uint32_t)i;
+			ch.total = (uint32_t)n;
+			ch.data.data = (uint8_t *)data + i * cb;
+			ch.data.len = len - i * cb < cb ? len - i * cb : cb;
+		}
+		m.host_id = h->host_id;
+		m.boot_id = h->boot_id;
+		m.seq = first + i;
+		m.created_ns = now_wall + h->skew_ns;
+		m.body_case = SPIKEHOUND__AGENT_MESSAGE__BODY_CHUNK;
+		m.chunk = &ch;
+		mlen = spikehound__agent_message__get_packed_size(&m);
+		if (!(items[i].buf = malloc(mlen))) {
+			rv = -ENOMEM;
+			break;
+		}
+		spikehound__agent_message__pack(&m, items[i].buf);
+		items[i].len = mlen;
+		items[i].seq = m.seq;
+		items[i].release_ns = 0;
+		items[i].kind = FSIM_OUT_CHUNK;
+	}
+	if (rv == 0)
+		rv = fsim_host_insert(h, pos, items, n);
+	if (rv != 0)
+		for (size_t i = 0; i < n; i++)
+			free(items[i].buf);
+	free(items);
+	if (rv != 0)
+		return rv;
+	r->chunks += n;
+	return (int)n;
+}
+
+/* take_capture takes one capture job and reports its outcome. */
+static void take_capture(struct run *r, const struct fsim_ctl_job *job, int64_t now_wall)
+{
+	struct fsim_host *h = &r->f->hosts[job->host];
+	const Spikehound__CaptureRequest *req = job->req;
+	Spikehound__CaptureChunk ch = SPIKEHOUND__CAPTURE_CHUNK__INIT;
+	struct fsim_capture_src src = {
+		.f = r->f,
+		.g = r->g,
+		.h = h,
+		.now_ns = now_wall + h->skew_ns,
+		.sample_hz = 99,
+	};
+	struct fsim_capture_result res;
+	int64_t t0 = sh_now_mono_ns();
+	char reason[256];
+	int rv, n;
+
+	if (r->gen_stopped) {
+		fsim_ctl_report(r->ctl, job->host, job->command_id, "failed",
+				"the agent is stopping");
+		r->captures_failed++;
+		return;
+	}
+	/* the recorder holds what the host generated: bring it up to now */
+	while (fsim_gen_due(r->g, h, now_wall)) {
+		if ((rv = fsim_gen_step(r->g, h)) != 0) {
+			sh_err("could not generate the data of %s: %s", h->hostname, strerror(-rv));
+			r->fatal = rv;
+			return;
+		}
+	}
+	src.held_since_ns = src.now_ns - r->o->recorder_span_ns;
+	if (src.held_since_ns < r->live_start_ns + h->skew_ns)
+		src.held_since_ns = r->live_start_ns + h->skew_ns;
+	ch.capture_id = req->capture_id ? req->capture_id : (char *)"";
+	ch.trigger = req->trigger ? req->trigger : (char *)"";
+	ch.from_ns = req->from_ns;
+	ch.to_ns = req->to_ns;
+	rv = fsim_capture_take(&src, req, &res);
+	if (rv == 0) {
+		ch.sha256 = res.sha256;
+		ch.compressed_bytes = res.len;
+		ch.raw_bytes = res.raw_bytes;
+		ch.from_ns = res.held_from_ns;
+		ch.to_ns = res.held_to_ns;
+	} else {
+		ch.error = res.error;
+	}
+	n = queue_chunks(r, h, &ch, res.data, res.len, now_wall);
+	if (rv == 0 && n > 0) {
+		snprintf(reason, sizeof(reason),
+			 "%zu samples, %zu events, %zu metric seconds; %zu bytes in %d chunks%s",
+			 res.samples, res.events, res.metrics, res.len, n,
+			 res.truncated ? " (truncated at the size cap)" : "");
+		r->captures_done++;
+		r->capture_bytes += res.len;
+		r->capture_raw_bytes += res.raw_bytes;
+		r->capture_samples += res.samples;
+		sh_debug("capture %s on %s: %s", ch.capture_id, h->hostname, reason);
+	} else {
+		snprintf(reason, sizeof(reason), "%s",
+			 rv < 0 ? res.error : "could not queue the capture: out of memory");
+		r->captures_failed++;
+		warn(r, "capture %s on %s failed: %s", ch.capture_id, h->hostname, reason);
+	}
+	fsim_ctl_report(r->ctl, job->host, job->command_id, rv == 0 && n > 0 ? "done" : "failed",
+			reason);
+	fsim_capture_result_fini(&res);
+	t0 = sh_now_mono_ns() - t0;
+	r->capture_ns_sum += t0;
+	if (t0 > r->capture_ns_max)
+		r->capture_ns_max = t0;
+}
+
+static void wake_cb(void *arg)
+{
+	fsim_wire_wake(arg);
+}
+
+/* run_captures takes the captures that are due, for at most a slice of
+ * time (the rest wait for the next turn of the loop). */
+static void run_captures(struct run *r, int64_t now_wall)
+{
+	struct fsim_ctl_job job;
+	int64_t t0 = sh_now_mono_ns();
+
+	while (!r->fatal && sh_now_mono_ns() - t0 < CAPTURE_SLICE_NS &&
+	       fsim_ctl_next_job(r->ctl, now_wall, &job)) {
+		take_capture(r, &job, now_wall);
+		fsim_ctl_job_fini(&job);
+	}
+}
+
 /* dispatch fills idle request slots, visiting hosts round-robin. */
 static void dispatch(struct run *r, int64_t now_wall, int64_t now_mono)
 {
@@ -357,7 +522,7 @@ static void progress(struct run *r, int64_t elapsed_ns, uint64_t acked_before, i
 {
 	double secs = (double)elapsed_ns / 1e9, span = (double)span_ns / 1e9;
 	double done = 0;
-	char when[40], pos[32];
+	char when[40], pos[32], caps[96] = "";
 	int64_t min_cursor = INT64_MAX;
 
 	for (uint32_t i = 0; i < r->f->n_hosts; i++) {
@@ -373,18 +538,21 @@ static void progress(struct run *r, int64_t elapsed_ns, uint64_t acked_before, i
 	else
 		snprintf(pos, sizeof(pos), "live");
 	sh_format_time(min_cursor, when, sizeof(when));
+	if (r->ctl)
+		snprintf(caps, sizeof(caps), ", captures %" PRIu64 " done (%" PRIu64 "/%" PRIu64
+			 " chunks acked)", r->captures_done, r->acked_chunks, r->chunks);
 	sh_info("%.0fs: acked %" PRIu64 " (%.0f/s; %" PRIu64 " summaries, %" PRIu64
 		" events), in flight %d, queued %" PRIu64 ", retries %" PRIu64 ", rejected %" PRIu64
-		", %s (every host past %s)",
+		", %s (every host past %s)%s",
 		secs, r->acked, span > 0 ? (double)(r->acked - acked_before) / span : 0,
 		r->acked_summaries, r->acked_events, fsim_wire_inflight(r->w), queued(r),
-		r->retries, r->rejected, pos, when);
+		r->retries, r->rejected, pos, when, caps);
 }
 
 static void totals(struct run *r, double secs, double host_hours)
 {
 	const struct fsim_gen_stats *gs = fsim_gen_stats(r->g);
-	uint64_t generated = gs->summaries + gs->events;
+	uint64_t generated = gs->summaries + gs->events + r->chunks;
 	uint64_t unacked = generated - r->acked - r->rejected;
 
 	printf("hosts %u\n", r->f->n_hosts);
@@ -411,6 +579,30 @@ static void totals(struct run *r, double secs, double host_hours)
 	printf("host_hours_per_s %.2f\n", secs > 0 ? host_hours / secs : 0);
 	printf("rtt_avg_ms %.1f\n", r->rtt_n ? (double)r->rtt_sum_ns / (double)r->rtt_n / 1e6 : 0);
 	printf("rtt_max_ms %.1f\n", (double)r->rtt_max_ns / 1e6);
+	if (r->ctl) {
+		const struct fsim_ctl_stats *cs = fsim_ctl_stats(r->ctl);
+
+		printf("control_polls %" PRIu64 "\n", cs->polls);
+		printf("control_failures %" PRIu64 "\n", cs->failures);
+		printf("commands %" PRIu64 "\n", cs->commands);
+		printf("commands_repeated %" PRIu64 "\n", cs->duplicates);
+		printf("commands_refused %" PRIu64 "\n", cs->rejected);
+		printf("statuses %" PRIu64 "\n", cs->statuses);
+		printf("captures %" PRIu64 "\n", cs->captures);
+		printf("captures_done %" PRIu64 "\n", r->captures_done);
+		printf("captures_failed %" PRIu64 "\n", r->captures_failed);
+		printf("capture_chunks %" PRIu64 "\n", r->chunks);
+		printf("acked_chunks %" PRIu64 "\n", r->acked_chunks);
+		printf("capture_bytes %" PRIu64 "\n", r->capture_bytes);
+		printf("capture_raw_bytes %" PRIu64 "\n", r->capture_raw_bytes);
+		printf("capture_samples %" PRIu64 "\n", r->capture_samples);
+		printf("capture_take_avg_ms %.1f\n",
+		       r->captures_done + r->captures_failed
+			       ? (double)r->capture_ns_sum / 1e6 /
+					 (double)(r->captures_done + r->captures_failed)
+			       : 0.0);
+		printf("capture_take_max_ms %.1f\n", (double)r->capture_ns_max / 1e6);
+	}
 	fflush(stdout);
 	sh_info("done: %u hosts, %" PRIu64 " summaries, %" PRIu64 " events (%" PRIu64
 		" spikes injected, %" PRIu64 " noise), %" PRIu64 " acknowledged, %" PRIu64
@@ -451,6 +643,9 @@ int fsim_run(const struct fsim_run_opts *o, volatile sig_atomic_t *stop)
 	go.interval_ns = o->interval_ns;
 	go.backfill_interval_ns = o->backfill_interval_ns;
 	go.backfill_step_ns = o->backfill_step_ns;
+	go.record = o->control_url != NULL;
+	go.record_keep_ns = o->recorder_span_ns + 10 * SH_NS_PER_SEC;
+	r.live_start_ns = start_wall;
 	if ((rv = fsim_gen_new(&r.g, r.f, &go, truth)) != 0)
 		goto cleanup;
 	wo.url = o->url;
@@ -459,6 +654,17 @@ int fsim_run(const struct fsim_run_opts *o, volatile sig_atomic_t *stop)
 	wo.timeout_ms = o->timeout_ms;
 	if ((rv = fsim_wire_new(&r.w, &wo)) != 0)
 		goto cleanup;
+	if (o->control_url) {
+		struct fsim_ctl_opts co = {
+			.url = o->control_url,
+			.wait_ms = o->control_wait_ms,
+			.wake = wake_cb,
+			.wake_arg = r.w,
+		};
+
+		if ((rv = fsim_ctl_new(&r.ctl, &co, r.f)) != 0)
+			goto cleanup;
+	}
 	sh_info("%u hosts to %s: %s%s%s, batch %d, %d in flight", o->hosts, o->url,
 		o->backfill_ns ? "backfill" : "",
 		o->backfill_ns && end > start_wall ? " then " : "", end > start_wall ? "live" : "",
@@ -480,6 +686,10 @@ int fsim_run(const struct fsim_run_opts *o, volatile sig_atomic_t *stop)
 			sh_warn("stopped with %d requests in flight", fsim_wire_inflight(r.w));
 			break;
 		}
+		if (r.ctl) {
+			fsim_ctl_step(r.ctl, now_wall);
+			run_captures(&r, now_wall);
+		}
 		dispatch(&r, now_wall, now_mono);
 		if (r.fatal)
 			break;
@@ -495,10 +705,18 @@ int fsim_run(const struct fsim_run_opts *o, volatile sig_atomic_t *stop)
 		/* completions wake us at once; live hosts have messages
 		 * coming due by the clock, so look again soon */
 		wait_ms = end > start_wall ? 50 : 200;
+		if (r.ctl) {
+			int64_t due = fsim_ctl_next_due(r.ctl);
+
+			if (due != INT64_MAX && due - now_wall < (int64_t)wait_ms * SH_NS_PER_MS)
+				wait_ms = due <= now_wall ? 0 : (int)((due - now_wall) / SH_NS_PER_MS) + 1;
+		}
 		fsim_wire_poll(r.w, wait_ms, done_cb, &r);
 	}
 	/* the requests still in flight are dropped unreported: their messages
-	 * count as not acknowledged */
+	 * count as not acknowledged; polls are cut off first (they wake w) */
+	if (r.ctl)
+		fsim_ctl_stop(r.ctl);
 	fsim_wire_free(r.w);
 	r.w = NULL;
 	max_cursor = from;
@@ -525,13 +743,14 @@ int fsim_run(const struct fsim_run_opts *o, volatile sig_atomic_t *stop)
 			status = r.fatal;
 		else
 			status = (rv == 0 && r.rejected == 0 &&
-				  r.acked == gs->summaries + gs->events)
+				  r.acked == gs->summaries + gs->events + r.chunks)
 					 ? 0
 					 : 1;
 	}
 	rv = status;
 cleanup:
 	fsim_truth_discard(truth);
+	fsim_ctl_free(r.ctl);
 	fsim_wire_free(r.w);
 	fsim_gen_free(r.g);
 	fsim_fleet_free(r.f);

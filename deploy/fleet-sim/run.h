@@ -1,6 +1,7 @@
 /* run.h: one fleet-sim run: builds the fleet, generates its history
  * (backfill) and/or present (live), delivers everything to the aggregator
- * until it is acknowledged, reports progress and totals, writes the truth. */
+ * until it is acknowledged, takes the captures the control plane asks for,
+ * reports progress and totals, writes the truth. */
 #ifndef FSIM_RUN_H
 #define FSIM_RUN_H
 
@@ -28,6 +29,10 @@ struct fsim_run_opts {
 	int64_t progress_ns;	/* progress line every this (0: never) */
 	int64_t drain_ns;	/* after a stop signal, wait this long for acks */
 	const char *truth_path; /* NULL: no truth file */
+	const char *control_url; /* control plane address; NULL: off */
+	int control_wait_ms;	 /* ControlPoll.wait_ms */
+	size_t capture_chunk_bytes;
+	int64_t recorder_span_ns; /* a host's recorder holds this much */
 };
 
 /* fsim_run runs the simulation until everything generated is acknowledged

@@ -42,6 +42,7 @@ struct fsim_wire {
 	pthread_mutex_t mu; /* guards the done queue */
 	pthread_cond_t cond;
 	struct slot *done_head, *done_tail;
+	bool woken; /* fsim_wire_wake was called */
 };
 
 int fsim_errno_from_nng(int rv)
@@ -244,6 +245,14 @@ int fsim_wire_send(struct fsim_wire *w, nng_msg *msg, void *tag)
 	return 0;
 }
 
+void fsim_wire_wake(struct fsim_wire *w)
+{
+	pthread_mutex_lock(&w->mu);
+	w->woken = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->mu);
+}
+
 int fsim_wire_poll(struct fsim_wire *w, int timeout_ms, fsim_wire_done_fn cb, void *arg)
 {
 	struct slot *list;
@@ -260,12 +269,13 @@ int fsim_wire_poll(struct fsim_wire *w, int timeout_ms, fsim_wire_done_fn cb, vo
 			dl.tv_sec++;
 			dl.tv_nsec -= SH_NS_PER_SEC;
 		}
-		while (!w->done_head)
+		while (!w->done_head && !w->woken)
 			if (pthread_cond_timedwait(&w->cond, &w->mu, &dl) == ETIMEDOUT)
 				break;
 	}
 	list = w->done_head;
 	w->done_head = w->done_tail = NULL;
+	w->woken = false;
 	pthread_mutex_unlock(&w->mu);
 
 	while (list) {

@@ -47,6 +47,10 @@ int fsim_wire_send(struct fsim_wire *w, nng_msg *msg, void *tag);
  * each (on this thread). Returns how many it reported. */
 int fsim_wire_poll(struct fsim_wire *w, int timeout_ms, fsim_wire_done_fn cb, void *arg);
 
+/* fsim_wire_wake makes a waiting (or the next) fsim_wire_poll return at
+ * once; callable from any thread (others' completions use it). */
+void fsim_wire_wake(struct fsim_wire *w);
+
 /* fsim_errno_from_nng converts an nng error code to a negative errno. */
 int fsim_errno_from_nng(int rv);
 

@@ -1,0 +1,220 @@
+#!/bin/bash
+# test_fleet_capture.sh: captures from many hosts, across an aggregator
+# crash. A real aggregator on the "pg" fixture's PostgreSQL (a database of
+# its own) with its control plane on; fleet-sim keeps 36 hosts of
+# capture.scn live (about 30 in cluster c1), each long-polling for
+# commands. Then:
+#
+# 1. `spikehound capture --label cluster=c1 --at now --before 20s --after 2s`
+#    asks every c1 host (and no other) for a capture;
+# 2. while the chunks are in transfer (4 KiB chunks, a slow data plane) the
+#    aggregator is killed with SIGKILL, and started again;
+# 3. every asked host reaches status complete; every payload's SHA-256 and
+#    length match what its host sent and it decodes (`spikehound capture
+#    show ID --host H --json`, with samples, and spike events across the
+#    hosts); `capture list --json` says the same; capture_chunks holds
+#    nothing (a chunk stored again after its capture was assembled would be
+#    left there); fleet-sim took exactly one capture per asked host and got
+#    every chunk acknowledged once, as many as the hosts' totals add up to.
+#
+# Environment (set by ctest): SH_FLEET_SIM, SH_AGG_BIN, SH_CLI_BIN,
+# SH_FLEET_DIR (this directory), SH_TEST_DSN_FILE. Exits 77 (SKIP) when it
+# cannot run here.
+set -u
+
+DIR=$(mktemp -d /tmp/sh-fleetcap.XXXXXX)
+AGG_PID=""
+SIM_PID=""
+DROP_DB=""
+
+skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+fail() {
+	echo "FAIL: $*"
+	for f in "$DIR"/*.log; do
+		[ -f "$f" ] || continue
+		echo "--- last lines of $f"
+		tail -n 25 "$f"
+	done
+	exit 1
+}
+log() { echo "[$(date +%T.%3N)] $*"; }
+
+cleanup() {
+	set +e
+	for pid in $SIM_PID $AGG_PID; do
+		kill -TERM "$pid" 2>/dev/null
+		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$pid" 2>/dev/null
+	done
+	[ -n "$DROP_DB" ] && psql "$BASE" -qAt -c "DROP DATABASE IF EXISTS $DROP_DB" >/dev/null 2>&1
+	rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+[ -n "${SH_TEST_DSN_FILE:-}" ] && [ -f "$SH_TEST_DSN_FILE" ] ||
+	skip "no PostgreSQL fixture (SH_TEST_DSN_FILE)"
+command -v psql >/dev/null || skip "no psql"
+command -v python3 >/dev/null || skip "no python3 (to pick free ports and read JSON)"
+[ -x "${SH_FLEET_SIM:-}" ] || fail "fleet-sim not built (SH_FLEET_SIM)"
+[ -x "${SH_AGG_BIN:-}" ] || fail "aggregator not built (SH_AGG_BIN)"
+[ -x "${SH_CLI_BIN:-}" ] || fail "spikehound CLI not built (SH_CLI_BIN)"
+
+BASE=$(cat "$SH_TEST_DSN_FILE")
+DB="fleetcap_$$"
+psql "$BASE" -qAt -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null ||
+	fail "could not create database $DB"
+DROP_DB=$DB
+DSN="$BASE dbname=$DB"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+HPORT=$(free_port)
+CPORT=$(free_port)
+URL="tcp://127.0.0.1:$PORT"
+CURL="tcp://127.0.0.1:$CPORT"
+API="http://127.0.0.1:$HPORT"
+
+# start_agg LOG: start the aggregator (control plane on, no automatic
+# captures: only ours) and wait until it is ready.
+start_agg() {
+	"$SH_AGG_BIN" --db "$DSN" --listen "$URL" --http "$API" --control-listen "$CURL" \
+		--set capture_auto_min=off --data-dir "$DIR/agg" --stats-interval 5s >"$1" 2>&1 &
+	AGG_PID=$!
+	for _ in $(seq 1 300); do
+		grep -q ' ready' "$1" && return 0
+		kill -0 "$AGG_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	fail "the aggregator did not start (see $1)"
+}
+
+sql() { psql "$DSN" -qAt -F '|' -v ON_ERROR_STOP=1 -c "$1"; }
+cli() { "$SH_CLI_BIN" --server "$API" "$@"; }
+# total NAME FILE: a "name value" line of fleet-sim's totals.
+total() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
+
+start_agg "$DIR/aggregator1.log"
+SIM_START=$(date +%s)
+log "fleet-sim: 36 hosts live (capture.scn), control plane $CURL, 4 KiB chunks"
+# a narrow data plane (4 requests of at most 5 messages in flight) so that
+# a transfer of ~30 captures in 4 KiB chunks (~1,800) takes seconds
+"$SH_FLEET_SIM" --aggregator "$URL" --control "$CURL" --scenario "$SH_FLEET_DIR/capture.scn" \
+	--seed 61 --capture-chunk 4KiB --concurrency 4 --batch 5 --timeout 2s --drain 30s \
+	--progress 2s >"$DIR/totals.txt" 2>"$DIR/sim.log" &
+SIM_PID=$!
+
+# every host heard from, and 25 s of history in the recorders
+for _ in $(seq 1 600); do
+	n=$(sql "SELECT count(*) FROM hosts" 2>/dev/null)
+	[ "${n:-0}" -ge 36 ] && [ $(($(date +%s) - SIM_START)) -ge 25 ] && break
+	kill -0 "$SIM_PID" 2>/dev/null || fail "fleet-sim ended early (see sim.log)"
+	sleep 0.1
+done
+[ "${n:-0}" -eq 36 ] || fail "the aggregator knows ${n:-0} hosts, not 36"
+C1=$(sql "SELECT count(*) FROM hosts WHERE labels->>'cluster' = 'c1'")
+log "36 hosts known, $C1 in cluster c1"
+[ "$C1" -ge 20 ] && [ "$C1" -lt 36 ] || fail "expected most but not all hosts in c1, got $C1"
+
+# ---- 1. ask
+out=$(cli capture --label cluster=c1 --at now --before 20s --after 2s 2>&1) ||
+	fail "spikehound capture failed: $out"
+echo "$out"
+ID=$(echo "$out" | awk '$1 == "capture" && $3 == "asked" { print $2; exit }')
+ASKED=$(echo "$out" | awk '$1 == "capture" && $3 == "asked" { print $5; exit }')
+[ -n "$ID" ] || fail "no capture id in: $out"
+[ "$ASKED" = "$C1" ] || fail "capture asked of $ASKED hosts, $C1 are in c1"
+
+# ---- 2. kill the aggregator while chunks are in transfer
+state() {
+	sql "SELECT (SELECT count(*) FROM capture_hosts WHERE capture_id = '$ID' AND status = 'complete'),
+		(SELECT count(*) FROM capture_chunks WHERE capture_id = '$ID')"
+}
+for _ in $(seq 1 600); do
+	s=$(state)
+	[ "${s#*|}" != 0 ] && [ -n "${s#*|}" ] && break
+	sleep 0.05
+done
+[ "${s#*|}" != 0 ] || fail "no chunk of capture $ID arrived in 30 s"
+kill -KILL "$AGG_PID"
+wait "$AGG_PID" 2>/dev/null
+AGG_PID=""
+s=$(state)
+log "aggregator killed (SIGKILL) with ${s%|*} of $ASKED hosts complete, ${s#*|} chunks stored"
+[ "${s%|*}" -lt "$ASKED" ] || fail "the transfer was over before the kill"
+sleep 1
+start_agg "$DIR/aggregator2.log"
+log "aggregator started again"
+
+# ---- 3. every asked host completes
+for _ in $(seq 1 900); do
+	s=$(state)
+	[ "${s%|*}" = "$ASKED" ] && break
+	sleep 0.1
+done
+log "$ID: ${s%|*} of $ASKED hosts complete, ${s#*|} chunks left"
+[ "${s%|*}" = "$ASKED" ] ||
+	fail "only ${s%|*} of $ASKED hosts completed: $(sql "SELECT status, reason, count(*) FROM capture_hosts WHERE capture_id = '$ID' GROUP BY 1, 2")"
+
+got=$(sql "SELECT count(*),
+	count(*) FILTER (WHERE status = 'complete'),
+	count(*) FILTER (WHERE payload IS NULL OR encode(sha256(payload), 'hex') <> sha256),
+	count(*) FILTER (WHERE length(payload) <> compressed_bytes),
+	(SELECT count(*) FROM capture_hosts h JOIN hosts o USING (host_id)
+	  WHERE h.capture_id = '$ID' AND o.labels->>'cluster' <> 'c1'),
+	(SELECT count(*) FROM capture_chunks),
+	(SELECT count(*) FROM captures)
+	FROM capture_hosts WHERE capture_id = '$ID'")
+log "hosts|complete|bad sha256|bad length|not in c1|chunks left|captures = $got"
+[ "$got" = "$ASKED|$ASKED|0|0|0|0|1" ] || fail "expected $ASKED|$ASKED|0|0|0|0|1, got $got"
+
+cli capture list --json >"$DIR/list.json" || fail "capture list --json failed"
+python3 - "$DIR/list.json" "$ID" "$ASKED" <<'EOF' || fail "capture list --json disagrees"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+caps = [c for c in doc["captures"] if c["capture_id"] == sys.argv[2]]
+assert len(caps) == 1, "capture %s listed %d times" % (sys.argv[2], len(caps))
+hosts = caps[0]["hosts"]
+assert len(hosts) == int(sys.argv[3]), "%d hosts listed" % len(hosts)
+bad = [(h["hostname"], h["status"]) for h in hosts if h["status"] != "complete"]
+assert not bad, "not complete: %s" % bad
+assert all(h["chunks"] == h["total"] > 0 and len(h["sha256"]) == 64 for h in hosts), hosts
+print("capture list: %d hosts complete, %d chunks, %d bytes" % (
+    len(hosts), sum(h["total"] for h in hosts), sum(h["bytes"] for h in hosts)))
+EOF
+
+# every payload decodes; the window's spike events are in the captures
+events=0
+for h in $(sql "SELECT host_id FROM capture_hosts WHERE capture_id = '$ID' ORDER BY host_id"); do
+	cli capture show "$ID" --host "$h" --json >"$DIR/show.json" 2>"$DIR/show.err" ||
+		fail "capture show $ID --host $h failed: $(cat "$DIR/show.err")"
+	n=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+c = d["counts"]
+assert d["capture_id"] == sys.argv[2], d["capture_id"]
+assert d["host"]["host_id"].replace("-", "") == sys.argv[3].replace("-", ""), d["host"]
+assert c["samples"] > 0 and c["stacks"] > 0 and c["metrics"] >= 15 and c["processes"] > 0, c
+assert c["missing_stacks"] == 0, c
+print(c["events"])' "$DIR/show.json" "$ID" "$h") || fail "capture of $h: unexpected content"
+	events=$((events + n))
+done
+log "every capture decodes; $events spike events in them"
+[ "$events" -gt 0 ] || fail "no spike event in any capture"
+
+# ---- fleet-sim's side: one capture per asked host, every chunk acked once
+kill -TERM "$SIM_PID"
+wait "$SIM_PID"
+rc=$?
+SIM_PID=""
+cat "$DIR/totals.txt"
+[ "$rc" -eq 0 ] || fail "fleet-sim exited $rc: $(total rejected "$DIR/totals.txt") rejected, $(total unacked "$DIR/totals.txt") not acknowledged"
+CH=$(sql "SELECT sum(total_chunks) FROM capture_hosts WHERE capture_id = '$ID'")
+got="$(total captures "$DIR/totals.txt")|$(total captures_done "$DIR/totals.txt")|$(total captures_failed "$DIR/totals.txt")|$(total capture_chunks "$DIR/totals.txt")|$(total acked_chunks "$DIR/totals.txt")|$(total rejected "$DIR/totals.txt")"
+log "fleet-sim captures|done|failed|chunks|acked chunks|rejected = $got (chunks in the database's totals: $CH)"
+[ "$got" = "$ASKED|$ASKED|0|$CH|$CH|0" ] || fail "expected $ASKED|$ASKED|0|$CH|$CH|0"
+got=$(sql "SELECT (SELECT count(*) FROM (SELECT 1 FROM summaries GROUP BY host_id, boot_id, seq HAVING count(*) > 1) d),
+	(SELECT count(*) FROM (SELECT 1 FROM spike_events GROUP BY host_id, boot_id, seq HAVING count(*) > 1) d)")
+[ "$got" = "0|0" ] || fail "duplicate summaries|events: $got"
+log "PASS"
