@@ -217,7 +217,7 @@ static void print_rates(json_t *doc)
 		return;
 	}
 	puts("Spike rate per 1000 host-hours:");
-	cli_table_init(&t, "KIND|COHORT|>SPIKES|>RATE|>95% INTERVAL|>VS BASELINE|>P (HOLM)|");
+	cli_table_init(&t, "KIND|COHORT|>SPIKES|>RATE|>95% INTERVAL|>VS BASELINE|>P (HOLM)|SIGNIFICANT");
 	json_array_foreach (kinds, i, k) {
 		json_array_foreach (json_object_get(doc, "cohorts"), j, c) {
 			json_t *r = NULL, *x, *vs;

@@ -42,7 +42,7 @@ static const char setup_sql[] =
 	"CREATE TEMP TABLE IF NOT EXISTS st_msg (host_id uuid, boot_id uuid, seq bigint,"
 	" kind text, dropped_before bigint, snapshot_ts timestamptz) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS st_new (host_id uuid, boot_id uuid, seq bigint,"
-	" kernel_release text) ON COMMIT DELETE ROWS;"
+	" kernel_release text, labels_id bigint) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS st_summary (LIKE summaries INCLUDING STORAGE)"
 	" WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS;"
 	"CREATE TEMP TABLE IF NOT EXISTS st_proc (host_id uuid, boot_id uuid, seq bigint,"
@@ -70,44 +70,56 @@ static const char setup_sql[] =
 #define KIND_ADD                                                                          \
 	" events = r.events + EXCLUDED.events, hist_count = r.hist_count + EXCLUDED.hist_count," \
 	" hist_sum_ns = r.hist_sum_ns + EXCLUDED.hist_sum_ns" HIST_BUCKETS(B_ADD)
+#define COVERAGE_ADD                                                                      \
+	" SET covered_s = r.covered_s + EXCLUDED.covered_s, summaries = r.summaries + EXCLUDED.summaries"
 #define ROLLUP_SLOT "coalesce(nullif(current_setting('spikehound.rollup_slot', true), ''), '0')::smallint"
 
 /* ROLLUP_SQL adds the new summaries and events of the batch to the rollups
  * of sql/006_rollups.sql, in one statement: c is the coverage of each new
  * summary, e one row per new event and per new histogram, each with the
- * kernel release of its boot (st_new). Rows are grouped by their key (an
- * upsert may touch a row only once) and sorted by it, so concurrent writers
- * lock shared rows in the same order; the kernel-hour rows carry the
- * writer's slot, so writers do not share them at all. */
+ * kernel release and label set of its host (st_new; the label sets are
+ * added to rollup_labelsets from the Hellos). Rows are grouped by
+ * their key (an upsert may touch a row only once) and sorted by it, so
+ * concurrent writers lock shared rows in the same order; the kernel and
+ * label rows carry the writer's slot, so writers do not share them at all
+ * (host-day rows are shared only by batches of the same host, which the
+ * boots lock above already serializes). */
 #define ROLLUP_SQL                                                                          \
-	"WITH c AS (SELECT s.host_id, n.kernel_release AS k, s.ts_start AS t,"              \
+	"WITH c AS (SELECT s.host_id, n.kernel_release AS k, n.labels_id AS l, s.ts_start AS t," \
 	" least(greatest(date_part('epoch', s.ts_end - s.ts_start), 0), 86400) AS cov"      \
 	" FROM st_summary s JOIN st_new n USING (host_id, boot_id, seq)),"                 \
-	" e AS (SELECT v.host_id, n.kernel_release AS k, v.ts AS t, v.kind, 1 AS ev,"       \
+	" e AS (SELECT n.kernel_release AS k, n.labels_id AS l, v.ts AS t, v.kind, 1 AS ev,"  \
 	" 0::float8 AS hc, 0::float8 AS hs, NULL::float8[] AS b"                            \
 	" FROM st_event v JOIN st_new n USING (host_id, boot_id, seq)"                     \
-	" UNION ALL SELECT h.host_id, n.kernel_release, h.ts, h.kind, 0, h.count, h.sum_ns, h.b" \
-	" FROM st_hist h JOIN st_new n USING (host_id, boot_id, seq)),"                    \
+	" UNION ALL SELECT n.kernel_release, n.labels_id, h.ts, h.kind, 0, h.count, h.sum_ns," \
+	" h.b FROM st_hist h JOIN st_new n USING (host_id, boot_id, seq)),"                \
 	" hd AS (INSERT INTO rollup_host_day AS r (day, host_id, kernel_release, covered_s,"   \
 	" summaries) SELECT (t AT TIME ZONE 'UTC')::date, host_id, k, sum(cov), count(*)"   \
 	" FROM c GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"                                         \
-	" ON CONFLICT (day, host_id, kernel_release) DO UPDATE"                             \
-	" SET covered_s = r.covered_s + EXCLUDED.covered_s,"                                \
-	" summaries = r.summaries + EXCLUDED.summaries),"                                   \
+	" ON CONFLICT (day, host_id, kernel_release) DO UPDATE" COVERAGE_ADD "),"           \
 	" kh AS (INSERT INTO rollup_kernel_hour AS r (hour, kernel_release, slot, covered_s," \
 	" summaries) SELECT date_trunc('hour', t, 'UTC'), k, " ROLLUP_SLOT ", sum(cov), count(*)" \
 	" FROM c GROUP BY 1, 2 ORDER BY 1, 2"                                               \
-	" ON CONFLICT (hour, kernel_release, slot) DO UPDATE"                               \
-	" SET covered_s = r.covered_s + EXCLUDED.covered_s,"                                \
-	" summaries = r.summaries + EXCLUDED.summaries),"                                   \
-	" hk AS (INSERT INTO rollup_host_day_kind AS r"                                     \
-	" SELECT (t AT TIME ZONE 'UTC')::date, host_id, k, kind, sum(ev), sum(hc), sum(hs)" \
-	HIST_BUCKETS(B_SUM) " FROM e GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"              \
-	" ON CONFLICT (day, host_id, kernel_release, kind) DO UPDATE SET" KIND_ADD ")"      \
+	" ON CONFLICT (hour, kernel_release, slot) DO UPDATE" COVERAGE_ADD "),"             \
+	" ld AS (INSERT INTO rollup_labels_day AS r (day, labels_id, kernel_release, slot,"   \
+	" covered_s, summaries) SELECT (t AT TIME ZONE 'UTC')::date, l, k, " ROLLUP_SLOT ","  \
+	" sum(cov), count(*) FROM c GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"                      \
+	" ON CONFLICT (day, labels_id, kernel_release, slot) DO UPDATE" COVERAGE_ADD "),"   \
+	" lk AS (INSERT INTO rollup_labels_day_kind AS r"                                   \
+	" SELECT (t AT TIME ZONE 'UTC')::date, l, k, kind, " ROLLUP_SLOT ", sum(ev), sum(hc),"  \
+	" sum(hs)" HIST_BUCKETS(B_SUM) " FROM e GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"     \
+	" ON CONFLICT (day, labels_id, kernel_release, kind, slot) DO UPDATE SET" KIND_ADD ")" \
 	" INSERT INTO rollup_kernel_hour_kind AS r"                                         \
 	" SELECT date_trunc('hour', t, 'UTC'), k, kind, " ROLLUP_SLOT ", sum(ev), sum(hc),"  \
 	" sum(hs)" HIST_BUCKETS(B_SUM) " FROM e GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"          \
 	" ON CONFLICT (hour, kernel_release, kind, slot) DO UPDATE SET" KIND_ADD ";"
+
+/* rollup_prepare_sql prepares ROLLUP_SQL once per writer connection (after
+ * the staging tables exist): a statement this size takes milliseconds to
+ * plan, which with small batches (an agent's request a few summaries at a
+ * time) would cost more than running it. No parameters: the one generic
+ * plan is used. */
+static const char rollup_prepare_sql[] = "PREPARE sh_rollup AS " ROLLUP_SQL;
 
 /* Everything after the COPYs: dedupe on the per-boot high-water mark, move
  * new rows into the real tables, add them to the rollups, advance the
@@ -123,6 +135,10 @@ static const char final_sql[] =
 	" cpu_model = EXCLUDED.cpu_model, memory_bytes = EXCLUDED.memory_bytes,"
 	" agent_version = EXCLUDED.agent_version, last_boot_id = EXCLUDED.last_boot_id,"
 	" last_seen = now(), clock_skew_ms = EXCLUDED.clock_skew_ms;"
+	/* a host's labels change only with its Hello: so do the label sets */
+	"INSERT INTO rollup_labelsets (labels_id, labels) SELECT DISTINCT ON (1)"
+	" hashtextextended(labels::text, 0), labels FROM st_hello ORDER BY 1"
+	" ON CONFLICT DO NOTHING;"
 	"INSERT INTO boots AS b (host_id, boot_id, kernel_release, kernel_version, boot_time)"
 	" SELECT DISTINCT ON (host_id, boot_id) host_id, boot_id, kernel_release,"
 	" kernel_version, boot_time FROM st_hello ORDER BY host_id, boot_id"
@@ -135,8 +151,11 @@ static const char final_sql[] =
 	" SELECT DISTINCT host_id, boot_id, '' FROM st_msg ON CONFLICT DO NOTHING;"
 	"SELECT 1 FROM boots b JOIN (SELECT DISTINCT host_id, boot_id FROM st_msg) s"
 	" USING (host_id, boot_id) ORDER BY b.host_id, b.boot_id FOR UPDATE OF b;"
-	"INSERT INTO st_new SELECT m.host_id, m.boot_id, m.seq, b.kernel_release FROM st_msg m"
-	" JOIN boots b USING (host_id, boot_id) WHERE m.seq > b.last_seq;"
+	/* the label set of the host (its key in rollup_labelsets): one index
+	 * lookup per message (a join would hash all hosts on every batch) */
+	"INSERT INTO st_new SELECT m.host_id, m.boot_id, m.seq, b.kernel_release,"
+	" hashtextextended((SELECT h.labels FROM hosts h WHERE h.host_id = m.host_id)::text, 0)"
+	" FROM st_msg m JOIN boots b USING (host_id, boot_id) WHERE m.seq > b.last_seq;"
 	"INSERT INTO stacks (stack_id, folded) SELECT DISTINCT ON (stack_id) stack_id, folded"
 	" FROM st_stack ORDER BY stack_id ON CONFLICT DO NOTHING;"
 	"INSERT INTO summaries SELECT s.* FROM st_summary s JOIN st_new n"
@@ -168,7 +187,7 @@ static const char final_sql[] =
 	"UPDATE hosts h SET spool_dropped = h.spool_dropped + d.n FROM (SELECT m.host_id,"
 	" sum(m.dropped_before) AS n FROM st_msg m JOIN st_new USING (host_id, boot_id, seq)"
 	" GROUP BY 1) d WHERE h.host_id = d.host_id AND d.n > 0;"
-	ROLLUP_SQL
+	"EXECUTE sh_rollup;" /* ROLLUP_SQL, prepared by rollup_prepare_sql */
 	"UPDATE boots b SET last_seq = n.mx, last_seen = now() FROM (SELECT host_id, boot_id,"
 	" max(seq) AS mx FROM st_new GROUP BY 1, 2) n"
 	" WHERE b.host_id = n.host_id AND b.boot_id = n.boot_id;"
@@ -1297,10 +1316,11 @@ int agg_ingest_start(uv_loop_t *loop, const struct agg_ingest_opts *o, struct ag
 		goto cleanup;
 	}
 	for (int i = 0; i < ing->opts.writers; i++) {
-		char setup[sizeof(setup_sql) + 64];
+		char setup[sizeof(setup_sql) + sizeof(rollup_prepare_sql) + 64];
 
-		/* each writer adds to its own kernel-hour rollup rows (ROLLUP_SQL) */
-		snprintf(setup, sizeof(setup), "%sSET spikehound.rollup_slot = '%d';", setup_sql, i);
+		/* each writer adds to its own kernel and label rollup rows (ROLLUP_SQL) */
+		snprintf(setup, sizeof(setup), "%s%sSET spikehound.rollup_slot = '%d';", setup_sql,
+			 rollup_prepare_sql, i);
 		ing->writers[i] = agg_db_new(loop, o->dsn, "spikehound-ingest");
 		if (!ing->writers[i] || agg_db_set_setup(ing->writers[i], setup) != 0) {
 			err = -ENOMEM;

@@ -101,26 +101,30 @@ static const char kernel_sql[] =
 	" 'kinds', (SELECT coalesce(json_agg(k), '[]'::json) FROM kinds k),"
 	CAUSES ")::text";
 
-/* By label: $1 from, $2 to (Unix ns), $3 the label key. Everything from
- * the host-day rollups (the window starts at the UTC day of $1), each host
- * in the cohort of its current label value (NULL: not set). Coverage is
- * summed per host before the join (10,000 rows to join, not 300,000); the
- * kind rows are joined as they are, so their 35 sums go to a few hundred
- * groups, which hash aggregation keeps in memory (per host it would be
- * 30,000 groups of 35 sums: sorted, spilling to disk). */
+/* By label: $1 from, $2 to (Unix ns), $3 the label key. Coverage, events
+ * and histograms from the label-set day rollups (the window starts at the
+ * UTC day of $1), each label set in the cohort of its value for the key
+ * (NULL: not set): a few thousand rows a day, not one per host. Hosts as
+ * by kernel, from boots, with the hosts' current labels. */
 static const char label_sql[] =
-	"WITH hd AS (SELECT host_id, sum(covered_s) AS covered_s, sum(summaries) AS summaries"
-	"  FROM rollup_host_day WHERE day >= " D0 " AND day <= " D1 " GROUP BY 1),"
-	" cov AS (SELECT h.labels->>$3::text AS cohort, count(*) AS hosts,"
-	"  sum(hd.covered_s) AS covered_s, sum(hd.summaries)::bigint AS summaries"
-	"  FROM hd JOIN hosts h USING (host_id) GROUP BY 1),"
-	" kinds AS (SELECT h.labels->>$3::text AS cohort, k.kind," KIND_SUMS
-	"  FROM rollup_host_day_kind k JOIN hosts h USING (host_id)"
+	"WITH cov AS (SELECT s.labels->>$3::text AS cohort, sum(d.covered_s) AS covered_s,"
+	"  sum(d.summaries)::bigint AS summaries FROM rollup_labels_day d"
+	"  JOIN rollup_labelsets s USING (labels_id)"
+	"  WHERE d.day >= " D0 " AND d.day <= " D1 " GROUP BY 1),"
+	" hc AS (SELECT h.labels->>$3::text AS cohort, count(DISTINCT b.host_id) AS hosts"
+	"  FROM boots b JOIN hosts h USING (host_id)"
+	"  WHERE b.last_seen >= " T0 " AND b.first_seen <= " T1 " GROUP BY 1),"
+	" kinds AS (SELECT s.labels->>$3::text AS cohort, k.kind," KIND_SUMS
+	"  FROM rollup_labels_day_kind k JOIN rollup_labelsets s USING (labels_id)"
 	"  WHERE k.day >= " D0 " AND k.day <= " D1 " GROUP BY 1, 2),"
 	INCIDENT_HOSTS("(SELECT h.labels->>$3::text FROM hosts h WHERE h.host_id = ih.host_id)")
 	" SELECT json_build_object('from_ns', " NS("(" D0 "::timestamp AT TIME ZONE 'UTC')") ","
 	" 'to_ns', $2::bigint, 'granularity', 'day',"
-	" 'cohorts', (SELECT coalesce(json_agg(c), '[]'::json) FROM cov c),"
+	" 'cohorts', (SELECT coalesce(json_agg(json_build_object('cohort', coalesce(c.cohort, h.cohort),"
+	"  'hosts', coalesce(h.hosts, 0), 'covered_s', coalesce(c.covered_s, 0),"
+	"  'summaries', coalesce(c.summaries, 0))), '[]'::json)"
+	"  FROM cov c FULL JOIN hc h ON coalesce(h.cohort, '') = coalesce(c.cohort, '')"
+	"  AND (h.cohort IS NULL) = (c.cohort IS NULL)),"
 	" 'kinds', (SELECT coalesce(json_agg(k), '[]'::json) FROM kinds k),"
 	CAUSES ")::text";
 

@@ -14,11 +14,12 @@
  *
  * The sums come from the rollups of sql/006_rollups.sql in one statement
  * (by kernel: kernel-hour rows, the window starting at the hour; by label:
- * host-day rows joined with the hosts' current labels, the window starting
- * at the UTC day); the statistics are computed here (rates.h), on the loop
- * thread, from the JSON the statement returns. Incident causes are the
- * rank-1 suspects (sql/005_incidents.sql) of incidents overlapping the
- * window, counted on the cohort of each incident host.
+ * label-set-day rows, the labels as they were at ingest, the window
+ * starting at the UTC day; hosts: those with a boot that reported in the
+ * window); the statistics are computed here (rates.h), on the loop thread,
+ * from the JSON the statement returns. Incident causes are the rank-1
+ * suspects (sql/005_incidents.sql) of incidents overlapping the window,
+ * counted on the cohort of each incident host.
  *
  * The report document:
  *   {"from_ns", "to_ns", "granularity": "hour"|"day", "by": "kernel"|"label:KEY",

@@ -4,49 +4,58 @@
 -- report never scans those (a month of a 10,000-host fleet is ~2.6 billion
 -- summaries).
 --
--- Two grains, both additive (every column but the key is a sum, updated
--- with INSERT .. ON CONFLICT DO UPDATE SET x = x + EXCLUDED.x):
+-- Every column but the key is a sum, updated with INSERT .. ON CONFLICT DO
+-- UPDATE SET x = x + EXCLUDED.x. Three grains:
 --
---   rollup_host_day[_kind]     one row per (UTC day, host, kernel release
---                              [, kind]): ~10,000 rows a day for 10,000
---                              hosts. Any cohort can be formed from it (by
---                              kernel, or by a host label joined from hosts)
---                              and it counts distinct hosts; its window is
---                              whole days.
+--   rollup_host_day            one row per (UTC day, host, kernel release):
+--                              coverage only; ~10,000 narrow rows a day
+--                              for 10,000 hosts. Per-host questions (which
+--                              kernel did this host run that day).
 --   rollup_kernel_hour[_kind]  one row per (hour, kernel release [, kind],
 --                              slot): a few dozen rows an hour for the whole
---                              fleet. The kernel cohorts at hour precision.
---                              slot is the ingest writer connection that
---                              wrote the row (spikehound.rollup_slot), so
---                              concurrent writers never wait on each other's
---                              row locks; a report sums over the slots.
+--                              fleet. The report by kernel, at hour precision.
+--   rollup_labels_day[_kind]   one row per (UTC day, label set, kernel
+--                              release [, kind], slot): the report by host
+--                              label, at day precision. A label set is all
+--                              of a host's labels (rollup_labelsets, keyed
+--                              by a 64-bit hash of their jsonb text), so any
+--                              label key can form the cohorts, and hosts
+--                              that share rack, role and cluster share rows:
+--                              a few thousand rows a day for a typical
+--                              fleet instead of one per host. (A label that
+--                              is unique per host, an instance id, makes it
+--                              one row per host-day: correct, but slower.)
+--                              Labels are the host's at ingest time.
 --
--- Coverage (the _day / _hour tables): covered_s is the seconds the host's
--- summaries covered (ts_end - ts_start, counted in the hour/day where the
--- summary starts), so covered_s / 3600 is host-hours. The _kind tables
--- count spike events per kind (by the event's start) and merge the
--- summaries' latency histograms of that detector kind: b00..b31 are the
--- fixed log2-microsecond buckets of the wire format (b00 holds 0-1 us, bNN
--- holds [2^NN, 2^(NN+1)) us, b31 everything from 2^31 us, so longer
--- histograms fold into b31). Buckets are columns, not an array: a report
--- sums them over ~300,000 host-days, and 32 plain sums are several times
--- cheaper than unnesting arrays. An empty bucket is NULL, not 0: a NULL
--- costs a bit, a float8 8 bytes, and most buckets are empty (a row shrinks
--- from ~330 to ~180 bytes, and a report reads half as much). Histogram
--- sums are float8: exact up to 2^53 and they cannot overflow, so an agent
--- sending absurd counts cannot make the rows of its kernel unwritable
--- (bigint would fail every later update of the row with "out of range").
+-- slot is the ingest writer connection that wrote the row (set per
+-- connection as spikehound.rollup_slot): rows shared by many hosts are
+-- never shared by two writers, so the writers do not wait on each other's
+-- row locks (held until COMMIT); a report sums over the slots.
 --
--- The host-day tables keep their rows in day order on disk (a day's rows
--- are inserted on its first summaries; with fillfactor 50 the updates stay
--- on the row's page), so a report over the last days reads those days'
--- pages through the primary key (day first), however long the retention.
+-- Coverage: covered_s is the seconds the host's summaries covered (ts_end -
+-- ts_start, counted in the hour/day where the summary starts), so
+-- covered_s / 3600 is host-hours. The _kind tables count spike events per
+-- kind (by the event's start) and merge the summaries' latency histograms
+-- of that detector kind: b00..b31 are the fixed log2-microsecond buckets
+-- of the wire format (b00 holds 0-1 us, bNN holds [2^NN, 2^(NN+1)) us, b31
+-- everything from 2^31 us, so longer histograms fold into b31). Buckets are
+-- columns, not an array: 32 plain sums are several times cheaper than
+-- unnesting arrays. An empty bucket is NULL, not 0 (a bit instead of 8
+-- bytes; most buckets are empty). Histogram sums are float8: exact up to
+-- 2^53 and they cannot overflow, so an agent sending absurd counts cannot
+-- make the rows of its kernel unwritable (bigint would fail every later
+-- update of the row with "out of range").
+--
+-- The day tables keep their rows in day order on disk (a day's rows are
+-- inserted on its first summaries; with fillfactor 50 the updates stay on
+-- the row's page), so a report over the last days reads those days' pages
+-- through the primary key (day first), however long the retention.
 --
 -- The kernel release of a row is the one of the boot its summary or event
 -- belongs to (boots.kernel_release). Rollups are kept for
 -- max(retention_days, 400) days (sh_ensure_partitions, redefined below).
--- Citus: the _host_ tables carry host_id (distributed by it); the _kernel_
--- tables are small (a few hundred thousand rows a year).
+-- Citus: rollup_host_day carries host_id (distributed by it); the others
+-- are small.
 
 CREATE TABLE rollup_host_day (
     day            date NOT NULL,               -- UTC
@@ -56,21 +65,6 @@ CREATE TABLE rollup_host_day (
     summaries      bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (day, host_id, kernel_release)
 ) WITH (fillfactor = 50);  -- rewritten every interval: room for HOT updates
-
-CREATE TABLE rollup_host_day_kind (
-    day            date NOT NULL,
-    host_id        uuid NOT NULL,
-    kernel_release text NOT NULL,
-    kind           text NOT NULL,
-    events         bigint NOT NULL DEFAULT 0,
-    hist_count     float8 NOT NULL DEFAULT 0,
-    hist_sum_ns    float8 NOT NULL DEFAULT 0,
-    b00 float8, b01 float8, b02 float8, b03 float8, b04 float8, b05 float8, b06 float8, b07 float8,
-    b08 float8, b09 float8, b10 float8, b11 float8, b12 float8, b13 float8, b14 float8, b15 float8,
-    b16 float8, b17 float8, b18 float8, b19 float8, b20 float8, b21 float8, b22 float8, b23 float8,
-    b24 float8, b25 float8, b26 float8, b27 float8, b28 float8, b29 float8, b30 float8, b31 float8,
-    PRIMARY KEY (day, host_id, kernel_release, kind)
-) WITH (fillfactor = 50);
 
 CREATE TABLE rollup_kernel_hour (
     hour           timestamptz NOT NULL,        -- start of the UTC hour
@@ -96,13 +90,53 @@ CREATE TABLE rollup_kernel_hour_kind (
     PRIMARY KEY (hour, kernel_release, kind, slot)
 );
 
--- Backfill from what is already stored (slot 0). Histograms come from
--- summaries.histograms: {"<kind>": {"buckets": [...], "count": N, "sum_ns": S}}.
+CREATE TABLE rollup_labelsets (
+    labels_id      bigint PRIMARY KEY,          -- hashtextextended(labels::text, 0)
+    labels         jsonb NOT NULL,
+    first_seen     timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE rollup_labels_day (
+    day            date NOT NULL,
+    labels_id      bigint NOT NULL,
+    kernel_release text NOT NULL,
+    slot           smallint NOT NULL,
+    covered_s      double precision NOT NULL DEFAULT 0,
+    summaries      bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, labels_id, kernel_release, slot)
+) WITH (fillfactor = 50);
+
+CREATE TABLE rollup_labels_day_kind (
+    day            date NOT NULL,
+    labels_id      bigint NOT NULL,
+    kernel_release text NOT NULL,
+    kind           text NOT NULL,
+    slot           smallint NOT NULL,
+    events         bigint NOT NULL DEFAULT 0,
+    hist_count     float8 NOT NULL DEFAULT 0,
+    hist_sum_ns    float8 NOT NULL DEFAULT 0,
+    b00 float8, b01 float8, b02 float8, b03 float8, b04 float8, b05 float8, b06 float8, b07 float8,
+    b08 float8, b09 float8, b10 float8, b11 float8, b12 float8, b13 float8, b14 float8, b15 float8,
+    b16 float8, b17 float8, b18 float8, b19 float8, b20 float8, b21 float8, b22 float8, b23 float8,
+    b24 float8, b25 float8, b26 float8, b27 float8, b28 float8, b29 float8, b30 float8, b31 float8,
+    PRIMARY KEY (day, labels_id, kernel_release, kind, slot)
+) WITH (fillfactor = 50);
+
+-- Backfill from what is already stored (slot 0; the hosts' current
+-- labels). Histograms come from summaries.histograms:
+-- {"<kind>": {"buckets": [...], "count": N, "sum_ns": S}}.
 CREATE TEMP TABLE sh_rollup_backfill ON COMMIT DROP AS
-SELECT s.host_id, s.ts_start AS t, b.kernel_release,
-       least(greatest(extract(epoch FROM s.ts_end - s.ts_start), 0), 86400)::float8 AS covered_s,
+SELECT s.host_id, s.ts_start AS t, b.kernel_release, h.labels,
+       hashtextextended(h.labels::text, 0) AS labels_id,
+       least(greatest(date_part('epoch', s.ts_end - s.ts_start), 0), 86400) AS covered_s,
        s.histograms
-FROM summaries s JOIN boots b USING (host_id, boot_id);
+FROM summaries s JOIN boots b USING (host_id, boot_id) JOIN hosts h USING (host_id);
+
+-- the label sets of the hosts there are, and the empty one (a host first
+-- seen without its Hello); ingest adds new ones from the Hellos
+INSERT INTO rollup_labelsets (labels_id, labels)
+SELECT DISTINCT ON (hashtextextended(labels::text, 0)) hashtextextended(labels::text, 0), labels
+FROM (SELECT labels FROM hosts UNION ALL SELECT '{}'::jsonb) h ORDER BY 1;
 
 INSERT INTO rollup_host_day (day, host_id, kernel_release, covered_s, summaries)
 SELECT (t AT TIME ZONE 'UTC')::date, host_id, kernel_release, sum(covered_s), count(*)
@@ -112,12 +146,16 @@ INSERT INTO rollup_kernel_hour (hour, kernel_release, slot, covered_s, summaries
 SELECT date_trunc('hour', t, 'UTC'), kernel_release, 0, sum(covered_s), count(*)
 FROM sh_rollup_backfill GROUP BY 1, 2;
 
+INSERT INTO rollup_labels_day (day, labels_id, kernel_release, slot, covered_s, summaries)
+SELECT (t AT TIME ZONE 'UTC')::date, labels_id, kernel_release, 0, sum(covered_s), count(*)
+FROM sh_rollup_backfill GROUP BY 1, 2, 3;
+
 CREATE TEMP TABLE sh_rollup_backfill_kind ON COMMIT DROP AS
-SELECT e.host_id, e.ts AS t, b.kernel_release, e.kind, 1::bigint AS events,
-       0::float8 AS hist_count, 0::float8 AS hist_sum_ns, NULL::float8[] AS h
-FROM spike_events e JOIN boots b USING (host_id, boot_id)
+SELECT e.ts AS t, b.kernel_release, hashtextextended(h.labels::text, 0) AS labels_id, e.kind,
+       1::bigint AS events, 0::float8 AS hist_count, 0::float8 AS hist_sum_ns, NULL::float8[] AS h
+FROM spike_events e JOIN boots b USING (host_id, boot_id) JOIN hosts h USING (host_id)
 UNION ALL
-SELECT f.host_id, f.t, f.kernel_release, k.key, 0,
+SELECT f.t, f.kernel_release, f.labels_id, k.key, 0,
        coalesce((k.value->>'count')::float8, 0), coalesce((k.value->>'sum_ns')::float8, 0),
        ARRAY(SELECT CASE WHEN i < 31 THEN coalesce((k.value->'buckets'->>i)::float8, 0)
                          ELSE (SELECT coalesce(sum(x::float8), 0)
@@ -126,19 +164,6 @@ SELECT f.host_id, f.t, f.kernel_release, k.key, 0,
              FROM generate_series(0, 31) AS i ORDER BY i)
 FROM sh_rollup_backfill f, jsonb_each(f.histograms) AS k
 WHERE jsonb_typeof(k.value->'buckets') = 'array';
-
-INSERT INTO rollup_host_day_kind
-SELECT (t AT TIME ZONE 'UTC')::date, host_id, kernel_release, kind, sum(events), sum(hist_count),
-       sum(hist_sum_ns),
-       nullif(sum(h[1]), 0), nullif(sum(h[2]), 0), nullif(sum(h[3]), 0), nullif(sum(h[4]), 0),
-       nullif(sum(h[5]), 0), nullif(sum(h[6]), 0), nullif(sum(h[7]), 0), nullif(sum(h[8]), 0),
-       nullif(sum(h[9]), 0), nullif(sum(h[10]), 0), nullif(sum(h[11]), 0), nullif(sum(h[12]), 0),
-       nullif(sum(h[13]), 0), nullif(sum(h[14]), 0), nullif(sum(h[15]), 0), nullif(sum(h[16]), 0),
-       nullif(sum(h[17]), 0), nullif(sum(h[18]), 0), nullif(sum(h[19]), 0), nullif(sum(h[20]), 0),
-       nullif(sum(h[21]), 0), nullif(sum(h[22]), 0), nullif(sum(h[23]), 0), nullif(sum(h[24]), 0),
-       nullif(sum(h[25]), 0), nullif(sum(h[26]), 0), nullif(sum(h[27]), 0), nullif(sum(h[28]), 0),
-       nullif(sum(h[29]), 0), nullif(sum(h[30]), 0), nullif(sum(h[31]), 0), nullif(sum(h[32]), 0)
-FROM sh_rollup_backfill_kind GROUP BY 1, 2, 3, 4;
 
 INSERT INTO rollup_kernel_hour_kind
 SELECT date_trunc('hour', t, 'UTC'), kernel_release, kind, 0, sum(events), sum(hist_count),
@@ -152,6 +177,19 @@ SELECT date_trunc('hour', t, 'UTC'), kernel_release, kind, 0, sum(events), sum(h
        nullif(sum(h[25]), 0), nullif(sum(h[26]), 0), nullif(sum(h[27]), 0), nullif(sum(h[28]), 0),
        nullif(sum(h[29]), 0), nullif(sum(h[30]), 0), nullif(sum(h[31]), 0), nullif(sum(h[32]), 0)
 FROM sh_rollup_backfill_kind GROUP BY 1, 2, 3;
+
+INSERT INTO rollup_labels_day_kind
+SELECT (t AT TIME ZONE 'UTC')::date, labels_id, kernel_release, kind, 0, sum(events),
+       sum(hist_count), sum(hist_sum_ns),
+       nullif(sum(h[1]), 0), nullif(sum(h[2]), 0), nullif(sum(h[3]), 0), nullif(sum(h[4]), 0),
+       nullif(sum(h[5]), 0), nullif(sum(h[6]), 0), nullif(sum(h[7]), 0), nullif(sum(h[8]), 0),
+       nullif(sum(h[9]), 0), nullif(sum(h[10]), 0), nullif(sum(h[11]), 0), nullif(sum(h[12]), 0),
+       nullif(sum(h[13]), 0), nullif(sum(h[14]), 0), nullif(sum(h[15]), 0), nullif(sum(h[16]), 0),
+       nullif(sum(h[17]), 0), nullif(sum(h[18]), 0), nullif(sum(h[19]), 0), nullif(sum(h[20]), 0),
+       nullif(sum(h[21]), 0), nullif(sum(h[22]), 0), nullif(sum(h[23]), 0), nullif(sum(h[24]), 0),
+       nullif(sum(h[25]), 0), nullif(sum(h[26]), 0), nullif(sum(h[27]), 0), nullif(sum(h[28]), 0),
+       nullif(sum(h[29]), 0), nullif(sum(h[30]), 0), nullif(sum(h[31]), 0), nullif(sum(h[32]), 0)
+FROM sh_rollup_backfill_kind GROUP BY 1, 2, 3, 4;
 
 -- sh_ensure_partitions as in 003_summaries_inline.sql, and it also drops
 -- rollup rows older than max(retention_days, 400) days: the rollups are
@@ -187,8 +225,9 @@ BEGIN
         END LOOP;
     END LOOP;
     DELETE FROM rollup_host_day WHERE day < keep;
-    DELETE FROM rollup_host_day_kind WHERE day < keep;
     DELETE FROM rollup_kernel_hour WHERE hour < keep;
     DELETE FROM rollup_kernel_hour_kind WHERE hour < keep;
+    DELETE FROM rollup_labels_day WHERE day < keep;
+    DELETE FROM rollup_labels_day_kind WHERE day < keep;
     RETURN created;
 END $$;

@@ -6,10 +6,11 @@
 #
 #   1. the kernel report (GET /api/kernels, sql/006_rollups.sql): 30 days of
 #      rollups for 10,000 hosts on 3 kernel releases (a quarter of the hosts
-#      of the oldest upgraded half-way), labels rack/cluster/role, a runq
-#      histogram every host-day, accounting and mmap_lock_wait spikes, 600
-#      incidents with ranked suspects; by kernel and by label, several runs
-#      each, p50 and max. Peer: counting the same month's spikes per kernel
+#      of the oldest upgraded half-way), labels rack (100 values), cluster
+#      (10) and role (3): 300 label sets; a runq histogram every host-day,
+#      accounting and mmap_lock_wait spikes, 600 incidents with ranked
+#      suspects; rows as ingest's two writers would leave them (two slots);
+#      by kernel and by label, several runs each, p50 and max. Peer: counting the same month's spikes per kernel
 #      and kind straight from spike_events (no rollups; and that still has
 #      no host-hours and no histograms);
 #   2. spike search (GET /api/spikes?at=T&window=10s): 10 million
@@ -140,31 +141,46 @@ FROM b_host h, generate_series(0, $DAYS - 1) d;
 INSERT INTO rollup_host_day (day, host_id, kernel_release, covered_s, summaries)
 SELECT day, host_id, k, CASE WHEN d = 0 THEN 3600 * extract(hour FROM now()) ELSE 86400 END,
        CASE WHEN d = 0 THEN 360 * extract(hour FROM now()) ELSE 8640 END FROM b_hd;
-INSERT INTO rollup_host_day_kind (day, host_id, kernel_release, kind, events, hist_count, hist_sum_ns,
-       b03, b04, b05, b06, b07, b08, b09, b10, b11, b12, b13, b14)
-SELECT day, host_id, k, 'runq', (i + d) % 5 + CASE WHEN k = '6.1.0-18-amd64' THEN 6 ELSE 2 END,
-       8.6e7, 8.6e7 * 40000, 2e7, 3e7, 2e7, 1e7, 4e6, 1e6, 2e5, 4e4, 8e3, 1.6e3, 3e2,
-       CASE WHEN k = '6.1.0-18-amd64' THEN 90 ELSE 30 END
-FROM b_hd;
-INSERT INTO rollup_host_day_kind (day, host_id, kernel_release, kind, events)
-SELECT day, host_id, k, 'accounting', 1 FROM b_hd WHERE (i + d) % 10 = 0;
-INSERT INTO rollup_host_day_kind (day, host_id, kernel_release, kind, events)
-SELECT day, host_id, k, 'mmap_lock_wait', 1 + (i + d) % 7 FROM b_hd WHERE i % 50 = 1;
+-- per host-day: a runq histogram and spikes, accounting anomalies on 1 in
+-- 10 host-days, mmap_lock_wait spikes on 1 in 50 hosts
+CREATE TEMP TABLE b_kind AS
+SELECT day, host_id, k, 'runq' AS kind, (i + d) % 5 + CASE WHEN k = '6.1.0-18-amd64' THEN 6 ELSE 2 END AS events,
+       8.6e7::float8 AS hc, 8.6e7 * 40000::float8 AS hs, 2e7::float8 AS b03, 3e7::float8 AS b04,
+       2e7::float8 AS b05, 1e7::float8 AS b06, 4e6::float8 AS b07, 1e6::float8 AS b08, 2e5::float8 AS b09,
+       4e4::float8 AS b10, 8e3::float8 AS b11, 1.6e3::float8 AS b12, 3e2::float8 AS b13,
+       CASE WHEN k = '6.1.0-18-amd64' THEN 90 ELSE 30 END::float8 AS b14
+FROM b_hd
+UNION ALL
+SELECT day, host_id, k, 'accounting', 1, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL FROM b_hd WHERE (i + d) % 10 = 0
+UNION ALL
+SELECT day, host_id, k, 'mmap_lock_wait', 1 + (i + d) % 7, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL,
+       NULL, NULL, NULL, NULL, NULL, NULL FROM b_hd WHERE i % 50 = 1;
+-- the label sets, and the rows per label set, kernel and day, in two writer slots
+CREATE TEMP TABLE b_lab AS
+SELECT host_id, hashtextextended(labels::text, 0) AS l, labels FROM hosts;
+INSERT INTO rollup_labelsets (labels_id, labels) SELECT DISTINCT ON (l) l, labels FROM b_lab ORDER BY l;
+INSERT INTO rollup_labels_day (day, labels_id, kernel_release, slot, covered_s, summaries)
+SELECT d.day, l.l, d.kernel_release, s, sum(d.covered_s) / 2, sum(d.summaries) / 2
+FROM rollup_host_day d JOIN b_lab l USING (host_id), generate_series(0, 1) s GROUP BY 1, 2, 3, 4;
+INSERT INTO rollup_labels_day_kind (day, labels_id, kernel_release, kind, slot, events, hist_count,
+       hist_sum_ns, b03, b04, b05, b06, b07, b08, b09, b10, b11, b12, b13, b14)
+SELECT k.day, l.l, k.k, k.kind, s, sum(events) / 2, sum(hc) / 2, sum(hs) / 2, sum(b03) / 2,
+       sum(b04) / 2, sum(b05) / 2, sum(b06) / 2, sum(b07) / 2, sum(b08) / 2, sum(b09) / 2,
+       sum(b10) / 2, sum(b11) / 2, sum(b12) / 2, sum(b13) / 2, sum(b14) / 2
+FROM b_kind k JOIN b_lab l USING (host_id), generate_series(0, 1) s GROUP BY 1, 2, 3, 4, 5;
 -- kernel-hours: the host-days spread over their hours, in two writer slots
 INSERT INTO rollup_kernel_hour (hour, kernel_release, slot, covered_s, summaries)
 SELECT (day::timestamp AT TIME ZONE 'UTC') + h * interval '1 hour', kernel_release, s,
        sum(covered_s) / 48, sum(summaries) / 48
 FROM rollup_host_day, generate_series(0, 23) h, generate_series(0, 1) s GROUP BY 1, 2, 3;
-INSERT INTO rollup_kernel_hour_kind
-SELECT (day::timestamp AT TIME ZONE 'UTC') + h * interval '1 hour', kernel_release, kind, s,
-       sum(events) / 48, sum(hist_count) / 48, sum(hist_sum_ns) / 48,
-       sum(b00) / 48, sum(b01) / 48, sum(b02) / 48, sum(b03) / 48, sum(b04) / 48, sum(b05) / 48,
+INSERT INTO rollup_kernel_hour_kind (hour, kernel_release, kind, slot, events, hist_count,
+       hist_sum_ns, b03, b04, b05, b06, b07, b08, b09, b10, b11, b12, b13, b14)
+SELECT (day::timestamp AT TIME ZONE 'UTC') + h * interval '1 hour', k, kind, s,
+       sum(events) / 48, sum(hc) / 48, sum(hs) / 48, sum(b03) / 48, sum(b04) / 48, sum(b05) / 48,
        sum(b06) / 48, sum(b07) / 48, sum(b08) / 48, sum(b09) / 48, sum(b10) / 48, sum(b11) / 48,
-       sum(b12) / 48, sum(b13) / 48, sum(b14) / 48, sum(b15) / 48, sum(b16) / 48, sum(b17) / 48,
-       sum(b18) / 48, sum(b19) / 48, sum(b20) / 48, sum(b21) / 48, sum(b22) / 48, sum(b23) / 48,
-       sum(b24) / 48, sum(b25) / 48, sum(b26) / 48, sum(b27) / 48, sum(b28) / 48, sum(b29) / 48,
-       sum(b30) / 48, sum(b31) / 48
-FROM rollup_host_day_kind, generate_series(0, 23) h, generate_series(0, 1) s GROUP BY 1, 2, 3, 4;
+       sum(b12) / 48, sum(b13) / 48, sum(b14) / 48
+FROM b_kind, generate_series(0, 23) h, generate_series(0, 1) s GROUP BY 1, 2, 3, 4;
 -- 600 incidents of 20 hosts each, suspects ranked (and left alone by the correlator)
 INSERT INTO incidents (incident_id, kind, type, first_ts, last_ts, hosts, events, suspects_at)
 SELECT 5000000 + n, 'runq', 'burst', now() - (n * interval '71 minutes'),
@@ -180,14 +196,16 @@ SELECT 5000000 + n, md5('bench-host-' || ((n * 37 + j * 101) % $HOSTS))::uuid, 2
        now() - (n * interval '71 minutes'), now() - (n * interval '71 minutes') + interval '2 minutes'
 FROM generate_series(1, 600) n, generate_series(0, 19) j ON CONFLICT DO NOTHING;
 " >/dev/null
-sql "VACUUM ANALYZE hosts, boots, rollup_host_day, rollup_host_day_kind, rollup_kernel_hour,
-       rollup_kernel_hour_kind, incidents, incident_suspects, incident_hosts" >/dev/null
+sql "VACUUM ANALYZE hosts, boots, rollup_host_day, rollup_kernel_hour, rollup_kernel_hour_kind,
+       rollup_labelsets, rollup_labels_day, rollup_labels_day_kind, incidents, incident_suspects,
+       incident_hosts" >/dev/null
 t1=$(date +%s.%N)
-echo "   loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }') s: $(sql "SELECT format('%s host-day rows, %s host-day-kind rows, %s kernel-hour rows, %s kernel-hour-kind rows, %s MB',
-	(SELECT count(*) FROM rollup_host_day), (SELECT count(*) FROM rollup_host_day_kind),
-	(SELECT count(*) FROM rollup_kernel_hour), (SELECT count(*) FROM rollup_kernel_hour_kind),
-	(pg_total_relation_size('rollup_host_day') + pg_total_relation_size('rollup_host_day_kind')
-	 + pg_total_relation_size('rollup_kernel_hour') + pg_total_relation_size('rollup_kernel_hour_kind')) / 1048576)")"
+echo "   loaded in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", b - a }') s: $(sql "SELECT format('%s host-day, %s kernel-hour, %s kernel-hour-kind, %s label-set-day, %s label-set-day-kind rows (%s label sets), %s MB',
+	(SELECT count(*) FROM rollup_host_day), (SELECT count(*) FROM rollup_kernel_hour),
+	(SELECT count(*) FROM rollup_kernel_hour_kind), (SELECT count(*) FROM rollup_labels_day),
+	(SELECT count(*) FROM rollup_labels_day_kind), (SELECT count(*) FROM rollup_labelsets),
+	(SELECT sum(pg_total_relation_size(c)) FROM unnest(ARRAY['rollup_host_day', 'rollup_kernel_hour',
+	 'rollup_kernel_hour_kind', 'rollup_labelsets', 'rollup_labels_day', 'rollup_labels_day_kind']::regclass[]) c) / 1048576)::bigint)")"
 
 # time_get "label" URL: RUNS requests (one warm-up first), their stats.
 time_get() {
@@ -234,7 +252,7 @@ for d in $(seq 0 $((DAYS - 1))); do
 	       1000000 + (n * 7919) % 50000000,
 	       (ARRAY['runq', 'mmap_lock_wait', 'syscall', 'reclaim', 'softirq', 'cpu_stall', 'accounting', 'probe'])[1 + (n * 31) % 8],
 	       (n % 64), 1000 + n % 30000, 1000 + n % 30000, 'worker', ''
-	FROM generate_series(0, $PER_DAY - 1) n" >/dev/null
+	FROM generate_series(0::bigint, $PER_DAY - 1) n" >/dev/null
 	printf '.'
 done
 echo

@@ -2,8 +2,9 @@
  * aggregator and CLI.
  *
  * 1. Ingest keeps the rollups (sql/006_rollups.sql): summaries with a runq
- *    histogram and a spike event sent over nng show up in all four rollup
- *    tables, summed; a resent (duplicate) request adds nothing.
+ *    histogram and a spike event sent over nng show up in the host-day,
+ *    kernel-hour and label-set-day rollups, summed; a resent (duplicate)
+ *    request adds nothing.
  * 2. A synthetic fleet (test_kernels_report.sql: three kernel releases, one
  *    with 3x the runq spike rate and a runq histogram shifted 4x up) loaded
  *    with SQL: `spikehound kernels --json` flags that release, and only
@@ -159,7 +160,7 @@ static void test_ingest_rollups(void **state)
 	/* kind rows: 1 event; histograms added element-wise, the long one folded into b31 */
 	snprintf(sql, sizeof(sql),
 		 "SELECT sum(events) * 1000000 + sum(hist_count) * 10000 + sum(b05) * 100 + sum(b31)"
-		 " FROM rollup_host_day_kind WHERE kernel_release = '%s' AND kind = 'runq'",
+		 " FROM rollup_labels_day_kind WHERE kernel_release = '%s' AND kind = 'runq'",
 		 TEST_KERNEL);
 	assert_int_equal(sht_query_i64(dsn, sql), 1 * 1000000 + 21 * 10000 + 10 * 100 + 5);
 	snprintf(sql, sizeof(sql),
@@ -167,13 +168,19 @@ static void test_ingest_rollups(void **state)
 		 " FROM rollup_kernel_hour_kind WHERE kernel_release = '%s' AND kind = 'runq'",
 		 TEST_KERNEL);
 	assert_int_equal(sht_query_i64(dsn, sql), 1 * 1000000 + 21 * 10000 + 5 * 100 + 1);
-	assert_int_equal(sht_query_i64(dsn, "SELECT sum(hist_sum_ns)::bigint FROM rollup_host_day_kind"
+	assert_int_equal(sht_query_i64(dsn, "SELECT sum(summaries) FROM rollup_labels_day"
+					    " WHERE kernel_release = '" TEST_KERNEL "'"), 2);
+	assert_int_equal(sht_query_i64(dsn, "SELECT count(*) FROM rollup_labelsets s JOIN hosts h"
+					    " ON s.labels = h.labels WHERE h.hostname = 'rollup-test'"), 1);
+	assert_int_equal(sht_query_i64(dsn, "SELECT sum(hist_sum_ns)::bigint FROM rollup_labels_day_kind"
 					    " WHERE kernel_release = '" TEST_KERNEL "'"), 2000000);
 	/* out of the way of the fleet's report: this host's one event in
 	 * 20 s would be a (real) significant excess */
 	assert_true(sht_query_i64(dsn, "WITH a AS (DELETE FROM rollup_host_day WHERE kernel_release = '"
-					    TEST_KERNEL "' RETURNING 1), b AS (DELETE FROM rollup_host_day_kind"
+					    TEST_KERNEL "' RETURNING 1), b AS (DELETE FROM rollup_labels_day_kind"
 					    " WHERE kernel_release = '" TEST_KERNEL "' RETURNING 1),"
+					    " e AS (DELETE FROM rollup_labels_day WHERE kernel_release = '"
+					    TEST_KERNEL "' RETURNING 1),"
 					    " c AS (DELETE FROM rollup_kernel_hour WHERE kernel_release = '"
 					    TEST_KERNEL "' RETURNING 1) , d AS (DELETE FROM rollup_kernel_hour_kind"
 					    " WHERE kernel_release = '" TEST_KERNEL "' RETURNING 1)"
