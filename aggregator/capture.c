@@ -44,6 +44,7 @@ struct agg_capture {
 	unsigned ticks;
 	bool loaded;          /* pending commands re-sent after a start */
 	bool scanning;        /* a trigger scan is running */
+	int64_t scan_started_ns;
 	int64_t event_cursor_ns; /* received_at of the last spike event looked at */
 	int64_t incident_cursor; /* last incident id looked at */
 	bool have_incidents;  /* the incidents table exists */
@@ -297,7 +298,9 @@ static void incidents_done_cb(struct agg_db *db, int status, PGresult *res, cons
 	cap->scanning = false;
 	if (status < 0) {
 		cap->db_errors++;
-		sh_debug("capture: incident scan failed: %s", errmsg);
+		if (cap->db_errors % 100 == 1)
+			sh_warn("capture: incident scan failed: %s (%" PRIu64 " database errors)", errmsg,
+				cap->db_errors);
 		return;
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
@@ -333,7 +336,9 @@ static void events_done_cb(struct agg_db *db, int status, PGresult *res, const c
 	if (status < 0) {
 		cap->scanning = false;
 		cap->db_errors++;
-		sh_debug("capture: event scan failed: %s", errmsg);
+		if (cap->db_errors % 100 == 1)
+			sh_warn("capture: event scan failed: %s (%" PRIu64 " database errors)", errmsg,
+				cap->db_errors);
 		return;
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
@@ -393,7 +398,9 @@ static void maint_done_cb(struct agg_db *db, int status, PGresult *res, const ch
 	(void)db;
 	if (status < 0) {
 		cap->db_errors++;
-		sh_debug("capture: housekeeping failed: %s", errmsg);
+		if (cap->db_errors % 100 == 1)
+			sh_warn("capture: housekeeping failed: %s (%" PRIu64 " database errors)", errmsg,
+				cap->db_errors);
 		return;
 	}
 	if (PQntuples(res) == 1) {
@@ -420,16 +427,26 @@ static void tick_cb(uv_timer_t *t)
 		agg_db_query(cap->db, maint_sql, 1, params, maint_done_cb, cap);
 		return;
 	}
-	if (cap->opts.auto_min_duration_ns < 0 || cap->scanning)
+	if (cap->opts.auto_min_duration_ns < 0)
 		return;
+	if (cap->scanning) {
+		/* a scan's callbacks clear it; one that never came back (a lost
+		 * connection mid-chain) must not stop the triggers for good */
+		if (sh_now_mono_ns() - cap->scan_started_ns < 30 * SH_NS_PER_SEC)
+			return;
+		sh_warn("capture: a trigger scan did not finish in 30 s: starting over");
+	}
 	snprintf(cur_s, sizeof(cur_s), "%" PRId64, cap->event_cursor_ns);
 	snprintf(min_s, sizeof(min_s), "%" PRId64, cap->opts.auto_min_duration_ns);
 	snprintf(span_s, sizeof(span_s), "%" PRId64, cap->opts.recorder_span_ns);
 	params[0] = cur_s;
 	params[1] = min_s;
 	params[2] = span_s;
-	if (agg_db_query(cap->db, scan_events_sql, 3, params, events_done_cb, cap) == 0)
-		cap->scanning = true;
+	/* set before submitting: a callback may run before the call returns */
+	cap->scanning = true;
+	cap->scan_started_ns = sh_now_mono_ns();
+	if (agg_db_query(cap->db, scan_events_sql, 3, params, events_done_cb, cap) < 0)
+		cap->scanning = false;
 }
 
 /* --- statuses from agents --- */
