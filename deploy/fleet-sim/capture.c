@@ -18,10 +18,10 @@
 /* serialized bytes allowed per compressed byte of the cap before the
  * samples are cut (as the agent) */
 #define RAW_PER_COMPRESSED 4
-#define SAMPLE_BYTES 24	     /* a packed CaptureSample with its key, about */
-#define MAX_SPIKE_STACKS 32  /* spike events whose culprit gets samples */
+#define SAMPLE_BYTES 24	    /* a packed CaptureSample with its key, about */
+#define MAX_SPIKE_STACKS 32 /* spike events whose culprit gets samples */
 #define MAX_FRAMES 64
-#define JITTER_NS 20000	     /* a sample lands up to 20 us after its tick */
+#define JITTER_NS 20000		      /* a sample lands up to 20 us after its tick */
 #define STREAM_CAPTURE 0x300000000ULL /* above host and cause streams (fleet.c) */
 
 /* struct spike_win is a spike event's time on one CPU, sampled with the
@@ -131,7 +131,7 @@ static void build_id(const char *path, char out[41])
 static bool is_libc(const char *f)
 {
 	static const char *const names[] = {"__libc_start_main", "start_thread", "epoll_wait",
-					    "clock_nanosleep", "__write", "pwrite64",
+					    "clock_nanosleep",	 "__write",	 "pwrite64",
 					    "__GI_epoll_wait"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -178,7 +178,9 @@ static int set_user_frames(struct take *t, Spikehound__CaptureStack *cs, const c
 		bool libc = is_libc(frames[i]);
 
 		if (!(cs->user_frames[i] = tstrdup(t, frames[i])) ||
-		    !(cs->user_build_ids[i] = tstrdup(t, libc ? libc_id : exe[0] ? exe_id : "")))
+		    !(cs->user_build_ids[i] = tstrdup(t, libc	  ? libc_id
+							 : exe[0] ? exe_id
+								  : "")))
 			return -ENOMEM;
 		cs->user_offsets[i] = 0x1000 + (str_hash(frames[i]) & 0xfffff0);
 	}
@@ -198,7 +200,8 @@ static int64_t stack_of_folded(struct take *t, const char *folded, int32_t pid, 
 	if (!cs)
 		return -ENOSPC;
 	snprintf(buf, sizeof(buf), "%s", folded);
-	for (char *p = strtok_r(buf, ";", &save); p && n < MAX_FRAMES; p = strtok_r(NULL, ";", &save))
+	for (char *p = strtok_r(buf, ";", &save); p && n < MAX_FRAMES;
+	     p = strtok_r(NULL, ";", &save))
 		tok[n++] = p;
 	if (n == 0)
 		return -EINVAL;
@@ -346,14 +349,14 @@ static int usual_stacks(struct take *t)
 		struct fsim_proc *p;
 		int64_t id;
 
-		snprintf(comm, sizeof(comm), "%.*s", (int)(len < 15 ? len : 15), t->usual[i].folded);
+		snprintf(comm, sizeof(comm), "%.*s", (int)(len < 15 ? len : 15),
+			 t->usual[i].folded);
 		p = fsim_host_find_comm(h, comm);
 		if (!p && h->main_pid)
 			p = fsim_host_proc(h, h->main_pid);
 		t->usual_pid[i] = p ? p->pid : 1;
 		t->usual_threads[i] = p ? p->def->threads : 1;
-		id = stack_of_folded(t, t->usual[i].folded, t->usual_pid[i],
-				     p ? p->def->exe : "");
+		id = stack_of_folded(t, t->usual[i].folded, t->usual_pid[i], p ? p->def->exe : "");
 		if (id < 0)
 			return (int)id;
 		t->usual_stack[i] = (uint32_t)id;
@@ -426,8 +429,9 @@ static int draw_samples(struct take *t, uint32_t hz, size_t max)
 	for (size_t i = 0; i < t->n_metrics; i++) {
 		const Spikehound__MetricSecond *m = t->metrics[i];
 		int64_t k = (m->time_ns - t->from_ns) / SH_NS_PER_SEC;
-		double b = (m->cpu_user_pct + m->cpu_sys_pct + m->cpu_irq_pct +
-			    m->cpu_softirq_pct) / 100.0;
+		double b =
+			(m->cpu_user_pct + m->cpu_sys_pct + m->cpu_irq_pct + m->cpu_softirq_pct) /
+			100.0;
 
 		if (m->time_ns < t->from_ns) /* the second the window starts in */
 			k = 0;
@@ -581,7 +585,7 @@ static bool wants(const Spikehound__CaptureRequest *req, const char *what)
 
 /* pack_compress packs cap, compresses it and hashes the result into res. */
 static int pack_compress(const Spikehound__Capture *cap, uint64_t max_bytes,
-		    struct fsim_capture_result *res)
+			 struct fsim_capture_result *res)
 {
 	size_t raw_len = spikehound__capture__get_packed_size(cap), zcap, zlen;
 	uint8_t *raw = malloc(raw_len ? raw_len : 1), *z = NULL, md[EVP_MAX_MD_SIZE];
@@ -635,7 +639,7 @@ int fsim_capture_take(const struct fsim_capture_src *src, const Spikehound__Capt
 	Spikehound__Capture cap = SPIKEHOUND__CAPTURE__INIT;
 	struct fsim_hello hello;
 	struct take t = {0};
-	uint64_t max_bytes = req->max_bytes		? req->max_bytes
+	uint64_t max_bytes = req->max_bytes	      ? req->max_bytes
 			     : src->default_max_bytes ? src->default_max_bytes
 						      : DEFAULT_MAX_BYTES;
 	uint32_t hz = src->sample_hz ? src->sample_hz : DEFAULT_HZ;
@@ -652,9 +656,10 @@ int fsim_capture_take(const struct fsim_capture_src *src, const Spikehound__Capt
 	if (req->to_ns <= src->held_since_ns || req->from_ns >= src->now_ns) {
 		double held = (double)(src->now_ns - src->held_since_ns) / 1e9;
 
-		snprintf(res->error, sizeof(res->error),
-			 "window_gone: the recorder holds %.1f s (%.1f s to %.1f s ago), not the window asked for",
-			 held, held, 0.0);
+		snprintf(
+			res->error, sizeof(res->error),
+			"window_gone: the recorder holds %.1f s (%.1f s to %.1f s ago), not the window asked for",
+			held, held, 0.0);
 		return -ENODATA;
 	}
 	t.src = src;
@@ -670,9 +675,9 @@ int fsim_capture_take(const struct fsim_capture_src *src, const Spikehound__Capt
 			? SIZE_MAX / SAMPLE_BYTES
 			: (size_t)max_bytes * RAW_PER_COMPRESSED / SAMPLE_BYTES;
 	if (!t.stacks || !t.stack_ptrs || (rv = read_records(&t)) != 0 ||
-	    (wants(req, "samples") && ((rv = usual_stacks(&t)) != 0 ||
-				       (rv = spike_stacks(&t)) != 0 ||
-				       (rv = draw_samples(&t, hz, n_max)) != 0)) ||
+	    (wants(req, "samples") &&
+	     ((rv = usual_stacks(&t)) != 0 || (rv = spike_stacks(&t)) != 0 ||
+	      (rv = draw_samples(&t, hz, n_max)) != 0)) ||
 	    (rv = inventory(&t)) != 0) {
 		snprintf(res->error, sizeof(res->error), "out of memory while taking the capture");
 		rv = -ENOMEM;

@@ -39,9 +39,9 @@ struct fsim_capture_src {
 	const struct fsim_fleet *f;
 	const struct fsim_gen *g;
 	struct fsim_host *h;
-	int64_t now_ns;		   /* the host's clock when it is taken */
-	int64_t held_since_ns;	   /* the host's clock: the recorder holds nothing older */
-	uint32_t sample_hz;	   /* [99] */
+	int64_t now_ns;		    /* the host's clock when it is taken */
+	int64_t held_since_ns;	    /* the host's clock: the recorder holds nothing older */
+	uint32_t sample_hz;	    /* [99] */
 	uint64_t default_max_bytes; /* when the request has none [64 MiB] */
 };
 
@@ -49,8 +49,8 @@ struct fsim_capture_src {
 struct fsim_capture_result {
 	uint8_t *data; /* the compressed Capture (free with fsim_capture_result_fini) */
 	size_t len;
-	size_t raw_bytes; /* the serialized Capture */
-	char sha256[65];  /* hex SHA-256 of data */
+	size_t raw_bytes;		  /* the serialized Capture */
+	char sha256[65];		  /* hex SHA-256 of data */
 	int64_t held_from_ns, held_to_ns; /* first and last record included (0: none) */
 	size_t samples, stacks, events, metrics, procs, processes;
 	bool truncated;	 /* max_bytes was reached: the newest samples are left out */

@@ -25,7 +25,8 @@
 
 #define ID_MAX 64
 #define SEEN_MAX 32	 /* command ids remembered per host */
-#define STATUS_MAX 64	 /* statuses waiting per host */
+#define STATUS_MAX 32	 /* statuses waiting per host */
+#define GROW_FIRST 4	 /* per-host arrays start this small (a fleet has many hosts) */
 #define JOBS_PER_HOST 64 /* as the agent's capjobs */
 #define SEND_TIMEOUT_MS 5000
 #define RECV_SLACK_MS 10000 /* beyond wait_ms before a poll counts as lost */
@@ -41,8 +42,28 @@
 struct status {
 	char id[ID_MAX + 1];
 	char status[12];
-	char reason[256];
+	char reason[200];
 };
+
+/* grow makes room for at least need (> 0) items of size in array v of
+ * capacity *cap (at most max): returns the array, maybe moved, or NULL on
+ * ENOMEM (v is left as it was). */
+static void *grow(void *v, int *cap, int need, int max, size_t size)
+{
+	int nc = *cap ? *cap : GROW_FIRST;
+	void *nv;
+
+	if (need <= *cap)
+		return v;
+	while (nc < need)
+		nc *= 2;
+	if (nc > max)
+		nc = max;
+	if (!(nv = realloc(v, (size_t)nc * size)))
+		return NULL;
+	*cap = nc;
+	return nv;
+}
 
 /* struct hctl is one host's poll and command bookkeeping. */
 struct hctl {
@@ -63,12 +84,12 @@ struct hctl {
 	int64_t retry_at_mono;
 	int backoff_ms;
 	struct status *st; /* to send */
-	int nst;
-	bool fresh; /* a status was queued since the last poll left */
+	int nst, cap_st;
+	bool fresh;	     /* a status was queued since the last poll left */
 	struct status *sent; /* the statuses of the poll in flight */
-	int nsent;
-	struct status *seen; /* commands handled, with their last status */
-	int nseen, seen_next;
+	int nsent, cap_sent;
+	struct status *seen; /* commands handled, with their last status (a ring) */
+	int nseen, seen_next, cap_seen;
 	int jobs;
 };
 
@@ -212,9 +233,8 @@ int fsim_ctl_new(struct fsim_ctl **out, const struct fsim_ctl_opts *o, struct fs
 		hc->idx = i;
 		c->n_hosts = i + 1;
 		if ((rv = nng_ctx_open(&hc->ctx, c->socks[i % (uint32_t)c->n_socks])) != 0 ||
-		    (hc->ctx_open = true,
-		     rv = nng_ctx_set_ms(hc->ctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) !=
-			    0 ||
+		    (hc->ctx_open = true, rv = nng_ctx_set_ms(hc->ctx, NNG_OPT_REQ_RESENDTIME,
+							      NNG_DURATION_INFINITE)) != 0 ||
 		    (rv = nng_aio_alloc(&hc->aio, ctl_cb, hc)) != 0) {
 			sh_err("control: could not set up the context of host %u: %s", i,
 			       nng_strerror(rv));
@@ -273,10 +293,8 @@ void fsim_ctl_free(struct fsim_ctl *c)
  * replaces the older. */
 static void queue_status(struct hctl *hc, const char *id, const char *status, const char *reason)
 {
-	struct status *s = NULL;
+	struct status *s = NULL, *v;
 
-	if (!hc->st && !(hc->st = calloc(STATUS_MAX, sizeof(*hc->st))))
-		return; /* the aggregator repeats the command; we answer then */
 	for (int i = 0; i < hc->nst && !s; i++)
 		if (strcmp(hc->st[i].id, id) == 0)
 			s = &hc->st[i];
@@ -285,6 +303,9 @@ static void queue_status(struct hctl *hc, const char *id, const char *status, co
 			memmove(&hc->st[0], &hc->st[1], sizeof(hc->st[0]) * (STATUS_MAX - 1));
 			hc->nst--;
 		}
+		if (!(v = grow(hc->st, &hc->cap_st, hc->nst + 1, STATUS_MAX, sizeof(*hc->st))))
+			return; /* the aggregator repeats the command; we answer then */
+		hc->st = v;
 		s = &hc->st[hc->nst++];
 	}
 	snprintf(s->id, sizeof(s->id), "%s", id);
@@ -305,10 +326,15 @@ static struct status *seen_find(struct hctl *hc, const char *id)
 static struct status *seen_add(struct hctl *hc, const char *id, const char *status,
 			       const char *reason)
 {
-	struct status *s;
+	struct status *s, *v;
 
-	if (!hc->seen && !(hc->seen = calloc(SEEN_MAX, sizeof(*hc->seen))))
-		return NULL;
+	/* appended until full, then the oldest is overwritten */
+	if (hc->nseen < SEEN_MAX) {
+		if (!(v = grow(hc->seen, &hc->cap_seen, hc->nseen + 1, SEEN_MAX,
+			       sizeof(*hc->seen))))
+			return NULL;
+		hc->seen = v;
+	}
 	s = &hc->seen[hc->seen_next];
 	hc->seen_next = (hc->seen_next + 1) % SEEN_MAX;
 	if (hc->nseen < SEEN_MAX)
@@ -413,11 +439,11 @@ static void backoff(struct hctl *hc)
 	if (hc->backoff_ms > BACKOFF_MAX_MS)
 		hc->backoff_ms = BACKOFF_MAX_MS;
 	/* not from the host's stream: control timing must not change its data */
-	hc->retry_at_mono = sh_now_mono_ns() +
-			    (int64_t)(hc->backoff_ms / 2 +
-				      (int)(fsim_hash((uint64_t)sh_now_mono_ns(), h->idx) %
-					    (uint64_t)(hc->backoff_ms / 2 + 1))) *
-				    SH_NS_PER_MS;
+	hc->retry_at_mono =
+		sh_now_mono_ns() +
+		(int64_t)(hc->backoff_ms / 2 + (int)(fsim_hash((uint64_t)sh_now_mono_ns(), h->idx) %
+						     (uint64_t)(hc->backoff_ms / 2 + 1))) *
+			SH_NS_PER_MS;
 }
 
 /* handle_done settles one finished poll. */
@@ -479,8 +505,14 @@ static int start_poll(struct fsim_ctl *c, struct hctl *hc, int64_t now_ns)
 	int rv;
 
 	fsim_host_hello(c->f, &c->f->hosts[hc->idx], now_ns, &hello);
-	if (hc->nst > 0 && !hc->sent && !(hc->sent = calloc(STATUS_MAX, sizeof(*hc->sent))))
-		return -ENOMEM;
+	if (hc->nst > 0) {
+		struct status *v =
+			grow(hc->sent, &hc->cap_sent, hc->nst, STATUS_MAX, sizeof(*hc->sent));
+
+		if (!v)
+			return -ENOMEM;
+		hc->sent = v;
+	}
 	for (int i = 0; i < hc->nst; i++) {
 		spikehound__command_status__init(&sts[i]);
 		sts[i].command_id = hc->st[i].id;
@@ -612,8 +644,8 @@ void fsim_ctl_job_fini(struct fsim_ctl_job *job)
 	job->req = NULL;
 }
 
-void fsim_ctl_report(struct fsim_ctl *c, uint32_t host, const char *command_id,
-		     const char *status, const char *reason)
+void fsim_ctl_report(struct fsim_ctl *c, uint32_t host, const char *command_id, const char *status,
+		     const char *reason)
 {
 	struct hctl *hc = &c->hosts[host];
 	struct status *s = seen_find(hc, command_id);

@@ -34,10 +34,10 @@ struct fsim_ctl_opts {
 
 /* struct fsim_ctl_job is a capture to take. */
 struct fsim_ctl_job {
-	uint32_t host;			  /* index in the fleet */
+	uint32_t host; /* index in the fleet */
 	char command_id[72];
-	Spikehound__CaptureRequest *req;  /* owned: free with fsim_ctl_job_fini */
-	int64_t due_ns;			  /* true time */
+	Spikehound__CaptureRequest *req; /* owned: free with fsim_ctl_job_fini */
+	int64_t due_ns;			 /* true time */
 };
 
 /* struct fsim_ctl_stats are the control plane's counters. */
@@ -82,8 +82,8 @@ void fsim_ctl_job_fini(struct fsim_ctl_job *job);
 
 /* fsim_ctl_report queues status ("done", "failed", ...) with reason for
  * host's command command_id, to be sent at once. */
-void fsim_ctl_report(struct fsim_ctl *c, uint32_t host, const char *command_id,
-		     const char *status, const char *reason);
+void fsim_ctl_report(struct fsim_ctl *c, uint32_t host, const char *command_id, const char *status,
+		     const char *reason);
 
 /* fsim_ctl_stats returns the counters so far. */
 const struct fsim_ctl_stats *fsim_ctl_stats(const struct fsim_ctl *c);

@@ -16,8 +16,8 @@
 #include "timeutil.h"
 
 #define MAX_BACKFILL_NS (29LL * 86400 * SH_NS_PER_SEC) /* the aggregator takes 30 days */
-#define RECORDER_SPAN_NS (120 * SH_NS_PER_SEC)		/* as a real agent's default recorder */
-#define CONTROL_WAIT_MS 20000				/* as the real agent's polls */
+#define RECORDER_SPAN_NS (120 * SH_NS_PER_SEC)	       /* as a real agent's default recorder */
+#define CONTROL_WAIT_MS 20000			       /* as the real agent's polls */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -94,7 +94,8 @@ static int parse_size(const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 	static const struct {
 		const char *suffix;
 		uint64_t mult;
-	} units[] = {{"", 1}, {"B", 1}, {"K", 1024}, {"KiB", 1024}, {"M", 1 << 20}, {"MiB", 1 << 20}};
+	} units[] = {{"", 1},	    {"B", 1},	    {"K", 1024},
+		     {"KiB", 1024}, {"M", 1 << 20}, {"MiB", 1 << 20}};
 	char *end;
 	unsigned long long v;
 

@@ -56,11 +56,11 @@ struct run {
 	struct fsim_fleet *f;
 	struct fsim_gen *g;
 	struct fsim_wire *w;
-	struct fsim_ctl *ctl; /* NULL: control plane off */
+	struct fsim_ctl *ctl;  /* NULL: control plane off */
 	int64_t live_start_ns; /* true time the live part (and the recorders) began */
-	uint32_t rr;	  /* round-robin position */
-	bool gen_stopped; /* a signal: generate nothing more */
-	int fatal;	  /* a negative errno that ends the run */
+	uint32_t rr;	       /* round-robin position */
+	bool gen_stopped;      /* a signal: generate nothing more */
+	int fatal;	       /* a negative errno that ends the run */
 
 	uint64_t requests, sent, acked, acked_summaries, acked_events, acked_chunks, rejected;
 	uint64_t captures_done, captures_failed, chunks, capture_bytes, capture_raw_bytes;
@@ -539,8 +539,9 @@ static void progress(struct run *r, int64_t elapsed_ns, uint64_t acked_before, i
 		snprintf(pos, sizeof(pos), "live");
 	sh_format_time(min_cursor, when, sizeof(when));
 	if (r->ctl)
-		snprintf(caps, sizeof(caps), ", captures %" PRIu64 " done (%" PRIu64 "/%" PRIu64
-			 " chunks acked)", r->captures_done, r->acked_chunks, r->chunks);
+		snprintf(caps, sizeof(caps),
+			 ", captures %" PRIu64 " done (%" PRIu64 "/%" PRIu64 " chunks acked)",
+			 r->captures_done, r->acked_chunks, r->chunks);
 	sh_info("%.0fs: acked %" PRIu64 " (%.0f/s; %" PRIu64 " summaries, %" PRIu64
 		" events), in flight %d, queued %" PRIu64 ", retries %" PRIu64 ", rejected %" PRIu64
 		", %s (every host past %s)%s",
@@ -709,7 +710,9 @@ int fsim_run(const struct fsim_run_opts *o, volatile sig_atomic_t *stop)
 			int64_t due = fsim_ctl_next_due(r.ctl);
 
 			if (due != INT64_MAX && due - now_wall < (int64_t)wait_ms * SH_NS_PER_MS)
-				wait_ms = due <= now_wall ? 0 : (int)((due - now_wall) / SH_NS_PER_MS) + 1;
+				wait_ms = due <= now_wall
+						  ? 0
+						  : (int)((due - now_wall) / SH_NS_PER_MS) + 1;
 		}
 		fsim_wire_poll(r.w, wait_ms, done_cb, &r);
 	}

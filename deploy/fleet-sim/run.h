@@ -26,9 +26,9 @@ struct fsim_run_opts {
 	int sockets;
 	int timeout_ms; /* reply timeout */
 	size_t max_request_bytes;
-	int64_t progress_ns;	/* progress line every this (0: never) */
-	int64_t drain_ns;	/* after a stop signal, wait this long for acks */
-	const char *truth_path; /* NULL: no truth file */
+	int64_t progress_ns;	 /* progress line every this (0: never) */
+	int64_t drain_ns;	 /* after a stop signal, wait this long for acks */
+	const char *truth_path;	 /* NULL: no truth file */
 	const char *control_url; /* control plane address; NULL: off */
 	int control_wait_ms;	 /* ControlPoll.wait_ms */
 	size_t capture_chunk_bytes;
