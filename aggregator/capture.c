@@ -55,7 +55,9 @@ struct agg_capture {
 	void *done_arg;
 	/* counters */
 	uint64_t requested, auto_spike, auto_incident, auto_skipped_rate, statuses, expired,
-		db_errors, commands_pushed;
+		db_errors, commands_pushed, chunks_dropped;
+	/* stored per-host captures by outcome, as of the last housekeeping */
+	uint64_t hosts_complete, hosts_failed, hosts_corrupt;
 };
 
 /* --- commands --- */
@@ -386,9 +388,16 @@ static const char maint_sql[] =
 	" z AS (DELETE FROM captures c WHERE c.requested_at < now() - $1::int * interval '1 day'"
 	"  RETURNING capture_id),"
 	" zh AS (DELETE FROM capture_hosts h USING z WHERE h.capture_id = z.capture_id RETURNING 1),"
-	" zk AS (DELETE FROM capture_chunks k USING z WHERE k.capture_id = z.capture_id RETURNING 1)"
+	" zk AS (DELETE FROM capture_chunks k USING z WHERE k.capture_id = z.capture_id RETURNING 1),"
+	/* chunks of a host whose capture failed are of no use */
+	" zf AS (DELETE FROM capture_chunks k USING capture_hosts h"
+	"  WHERE h.capture_id = k.capture_id AND h.host_id = k.host_id AND h.status = 'failed'"
+	"  RETURNING 1)"
 	" SELECT (SELECT count(*) FROM x), (SELECT count(*) FROM y), (SELECT count(*) FROM z),"
-	"  to_regclass('incidents') IS NOT NULL";
+	"  to_regclass('incidents') IS NOT NULL, (SELECT count(*) FROM zf),"
+	"  (SELECT count(*) FROM capture_hosts WHERE status = 'complete'),"
+	"  (SELECT count(*) FROM capture_hosts WHERE status = 'failed'),"
+	"  (SELECT count(*) FROM capture_hosts WHERE status = 'failed' AND reason LIKE 'checksum%')";
 
 static void maint_done_cb(struct agg_db *db, int status, PGresult *res, const char *errmsg,
 			  void *arg)
@@ -406,6 +415,10 @@ static void maint_done_cb(struct agg_db *db, int status, PGresult *res, const ch
 	if (PQntuples(res) == 1) {
 		cap->expired += strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 		cap->have_incidents = PQgetvalue(res, 0, 3)[0] == 't';
+		cap->chunks_dropped += strtoull(PQgetvalue(res, 0, 4), NULL, 10);
+		cap->hosts_complete = strtoull(PQgetvalue(res, 0, 5), NULL, 10);
+		cap->hosts_failed = strtoull(PQgetvalue(res, 0, 6), NULL, 10);
+		cap->hosts_corrupt = strtoull(PQgetvalue(res, 0, 7), NULL, 10);
 	}
 }
 
@@ -824,15 +837,18 @@ void agg_capture_stop(struct agg_capture *cap, void (*done_cb)(void *arg), void 
 
 char *agg_capture_stats_json(struct agg_capture *cap)
 {
-	char *out = malloc(400);
+	char *out = malloc(600);
 
 	if (!out)
 		return NULL;
-	snprintf(out, 400,
+	snprintf(out, 600,
 		 "{\"requested\":%" PRIu64 ",\"auto_spike\":%" PRIu64 ",\"auto_incident\":%" PRIu64
 		 ",\"auto_skipped_rate\":%" PRIu64 ",\"statuses\":%" PRIu64 ",\"expired\":%" PRIu64
-		 ",\"commands_pushed\":%" PRIu64 ",\"db_errors\":%" PRIu64 "}",
+		 ",\"commands_pushed\":%" PRIu64 ",\"db_errors\":%" PRIu64
+		 ",\"failed_chunks_dropped\":%" PRIu64 ",\"hosts_complete\":%" PRIu64
+		 ",\"hosts_failed\":%" PRIu64 ",\"hosts_corrupt\":%" PRIu64 "}",
 		 cap->requested, cap->auto_spike, cap->auto_incident, cap->auto_skipped_rate,
-		 cap->statuses, cap->expired, cap->commands_pushed, cap->db_errors);
+		 cap->statuses, cap->expired, cap->commands_pushed, cap->db_errors,
+		 cap->chunks_dropped, cap->hosts_complete, cap->hosts_failed, cap->hosts_corrupt);
 	return out;
 }

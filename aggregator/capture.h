@@ -103,8 +103,11 @@ char *agg_capture_stats_json(struct agg_capture *cap);
 	"UPDATE capture_hosts h SET status = 'failed', reason = s.error, updated_at = now()"  \
 	" FROM st_chunk s WHERE s.error <> '' AND h.capture_id = s.capture_id"              \
 	" AND h.host_id = s.host_id AND h.status <> 'complete';"                             \
+	/* (not for a host whose capture is over: late or stray chunks are dropped) */       \
 	"INSERT INTO capture_chunks (capture_id, host_id, idx, data)"                        \
-	" SELECT capture_id, host_id, idx, data FROM st_chunk WHERE error = '' AND total > 0" \
+	" SELECT s.capture_id, s.host_id, s.idx, s.data FROM st_chunk s"                     \
+	" JOIN capture_hosts h USING (capture_id, host_id)"                                  \
+	" WHERE s.error = '' AND s.total > 0 AND h.status NOT IN ('complete', 'failed')"     \
 	" ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING;"                                          \
 	"UPDATE capture_hosts h SET status = 'receiving', updated_at = now(),"               \
 	" total_chunks = s.total, sha256 = s.sha256, compressed_bytes = s.compressed_bytes,"  \

@@ -17,14 +17,23 @@
 #    left there); fleet-sim took exactly one capture per asked host and got
 #    every chunk acknowledged once, as many as the hosts' totals add up to.
 #
+# With SH_AGENT_BIN set (ctest fleet_capture_mixed; root and BTF) the real
+# agent runs beside the simulated hosts, labelled cluster=c1 and with
+# 4 KiB chunks too: the same capture asks it and the simulated hosts, and
+# its recording (real stacks from its flight recorder), taken while the
+# aggregator is down (a first SIGKILL right after the agent accepted the
+# command) and waiting in its spool, must complete with the same checks, and its folded export must
+# hold named frames.
+#
 # Environment (set by ctest): SH_FLEET_SIM, SH_AGG_BIN, SH_CLI_BIN,
-# SH_FLEET_DIR (this directory), SH_TEST_DSN_FILE. Exits 77 (SKIP) when it
-# cannot run here.
+# SH_FLEET_DIR (this directory), SH_TEST_DSN_FILE; SH_AGENT_BIN (optional).
+# Exits 77 (SKIP) when it cannot run here.
 set -u
 
 DIR=$(mktemp -d /tmp/sh-fleetcap.XXXXXX)
 AGG_PID=""
 SIM_PID=""
+AGENT_PID=""
 DROP_DB=""
 
 skip() {
@@ -44,7 +53,7 @@ log() { echo "[$(date +%T.%3N)] $*"; }
 
 cleanup() {
 	set +e
-	for pid in $SIM_PID $AGG_PID; do
+	for pid in $AGENT_PID $SIM_PID $AGG_PID; do
 		kill -TERM "$pid" 2>/dev/null
 		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$pid" 2>/dev/null
@@ -61,6 +70,14 @@ command -v python3 >/dev/null || skip "no python3 (to pick free ports and read J
 [ -x "${SH_FLEET_SIM:-}" ] || fail "fleet-sim not built (SH_FLEET_SIM)"
 [ -x "${SH_AGG_BIN:-}" ] || fail "aggregator not built (SH_AGG_BIN)"
 [ -x "${SH_CLI_BIN:-}" ] || fail "spikehound CLI not built (SH_CLI_BIN)"
+REAL=0
+if [ -n "${SH_AGENT_BIN:-}" ]; then
+	[ -x "$SH_AGENT_BIN" ] || fail "agent not built (SH_AGENT_BIN=$SH_AGENT_BIN)"
+	[ "$(id -u)" -eq 0 ] || skip "the real agent needs root (BPF)"
+	[ -r /sys/kernel/btf/vmlinux ] || skip "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+	REAL=1
+fi
+HOSTS=$((36 + REAL))
 
 BASE=$(cat "$SH_TEST_DSN_FILE")
 DB="fleetcap_$$"
@@ -97,6 +114,13 @@ total() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
 
 start_agg "$DIR/aggregator1.log"
 SIM_START=$(date +%s)
+if [ "$REAL" = 1 ]; then
+	log "the real agent: cluster=c1, control plane $CURL, 4 KiB chunks"
+	"$SH_AGENT_BIN" run --aggregator "$URL" --control "$CURL" --interval 2s \
+		--spool-dir "$DIR/spool" --spool-fsync false --label cluster=c1 --label role=real \
+		--detectors none --capture-chunk 4KiB --capture-local 0 >"$DIR/agent.log" 2>&1 &
+	AGENT_PID=$!
+fi
 log "fleet-sim: 36 hosts live (capture.scn), control plane $CURL, 4 KiB chunks"
 # a narrow data plane (4 requests of at most 5 messages in flight) so that
 # a transfer of ~30 captures in 4 KiB chunks (~1,800) takes seconds
@@ -108,14 +132,22 @@ SIM_PID=$!
 # every host heard from, and 25 s of history in the recorders
 for _ in $(seq 1 600); do
 	n=$(sql "SELECT count(*) FROM hosts" 2>/dev/null)
-	[ "${n:-0}" -ge 36 ] && [ $(($(date +%s) - SIM_START)) -ge 25 ] && break
+	[ "${n:-0}" -ge "$HOSTS" ] && [ $(($(date +%s) - SIM_START)) -ge 25 ] && break
 	kill -0 "$SIM_PID" 2>/dev/null || fail "fleet-sim ended early (see sim.log)"
+	[ -z "$AGENT_PID" ] || kill -0 "$AGENT_PID" 2>/dev/null || fail "the agent ended early (see agent.log)"
 	sleep 0.1
 done
-[ "${n:-0}" -eq 36 ] || fail "the aggregator knows ${n:-0} hosts, not 36"
+[ "${n:-0}" -eq "$HOSTS" ] || fail "the aggregator knows ${n:-0} hosts, not $HOSTS"
 C1=$(sql "SELECT count(*) FROM hosts WHERE labels->>'cluster' = 'c1'")
-log "36 hosts known, $C1 in cluster c1"
-[ "$C1" -ge 20 ] && [ "$C1" -lt 36 ] || fail "expected most but not all hosts in c1, got $C1"
+REAL_ID=""
+if [ "$REAL" = 1 ]; then
+	REAL_ID=$(sql "SELECT host_id FROM hosts WHERE labels->>'role' = 'real'")
+	[ -n "$REAL_ID" ] || fail "the real agent's host is not known"
+	grep -q 'control plane: polling' "$DIR/agent.log" || fail "the agent does not poll the control plane"
+fi
+log "$HOSTS hosts known, $C1 in cluster c1"
+[ -z "$REAL_ID" ] || log "the real agent is host $REAL_ID, in c1"
+[ "$C1" -ge 20 ] && [ "$C1" -lt "$HOSTS" ] || fail "expected most but not all hosts in c1, got $C1"
 
 # ---- 1. ask
 out=$(cli capture --label cluster=c1 --at now --before 20s --after 2s 2>&1) ||
@@ -127,6 +159,24 @@ ASKED=$(echo "$out" | awk '$1 == "capture" && $3 == "asked" { print $5; exit }')
 [ "$ASKED" = "$C1" ] || fail "capture asked of $ASKED hosts, $C1 are in c1"
 
 # ---- 2. kill the aggregator while chunks are in transfer
+# (mixed: first kill it as soon as the real agent has accepted the command,
+# so that its capture is taken while the aggregator is down and waits in its
+# spool; then again in the middle of the simulated hosts' transfer)
+if [ "$REAL" = 1 ]; then
+	for _ in $(seq 1 200); do
+		st=$(sql "SELECT status FROM capture_hosts WHERE capture_id = '$ID' AND host_id = '$REAL_ID'")
+		[ "$st" = accepted ] && break
+		sleep 0.02
+	done
+	[ "$st" = accepted ] || fail "the real agent did not accept the command (status $st)"
+	kill -KILL "$AGG_PID"
+	wait "$AGG_PID" 2>/dev/null
+	AGG_PID=""
+	log "aggregator killed (SIGKILL) once the real agent accepted; down for 4 s (the capture is due 2.3 s after it was asked)"
+	sleep 4
+	start_agg "$DIR/aggregator0.log"
+	log "aggregator started again"
+fi
 state() {
 	sql "SELECT (SELECT count(*) FROM capture_hosts WHERE capture_id = '$ID' AND status = 'complete'),
 		(SELECT count(*) FROM capture_chunks WHERE capture_id = '$ID')"
@@ -143,6 +193,9 @@ AGG_PID=""
 s=$(state)
 log "aggregator killed (SIGKILL) with ${s%|*} of $ASKED hosts complete, ${s#*|} chunks stored"
 [ "${s%|*}" -lt "$ASKED" ] || fail "the transfer was over before the kill"
+[ -z "$REAL_ID" ] || log "the real agent's capture at the kill: $(sql "SELECT h.status || ', ' || count(c.idx) || ' chunks stored'
+	FROM capture_hosts h LEFT JOIN capture_chunks c USING (capture_id, host_id)
+	WHERE h.capture_id = '$ID' AND h.host_id = '$REAL_ID' GROUP BY h.status")"
 sleep 1
 start_agg "$DIR/aggregator2.log"
 log "aggregator started again"
@@ -201,6 +254,26 @@ print(c["events"])' "$DIR/show.json" "$ID" "$h") || fail "capture of $h: unexpec
 	events=$((events + n))
 done
 log "every capture decodes; $events spike events in them"
+if [ "$REAL" = 1 ]; then
+	cli capture show "$ID" --host "$REAL_ID" --folded >"$DIR/real.folded" ||
+		fail "capture show $ID --host $REAL_ID --folded failed"
+	got=$(awk '{ n++; s += $NF } /;[a-z_][a-z0-9_.]*( |;)/ { named++ } END { printf "%d|%d|%d", n, s, named }' "$DIR/real.folded")
+	log "the real agent's capture: $(sql "SELECT total_chunks || ' chunks, ' || compressed_bytes || ' bytes, window held ' ||
+		round(extract(epoch FROM held_to - held_from)::numeric, 2) || ' s'
+		FROM capture_hosts WHERE capture_id = '$ID' AND host_id = '$REAL_ID'")"
+	log "the real agent's capture: stacks|samples|stacks with a named frame = $got"
+	IFS='|' read -r nst nsa nnamed <<<"$got"
+	[ "$nst" -gt 0 ] && [ "$nsa" -gt 0 ] && [ "$nnamed" -gt 0 ] ||
+		fail "the real agent's capture holds no named stacks: $got"
+	kill -0 "$AGENT_PID" 2>/dev/null || fail "the agent died (see agent.log)"
+	# commands reach it only as answers to its own polls of the configured
+	# control address: it listens on no socket a stranger could send to
+	if command -v ss >/dev/null; then
+		ls=$(ss -Hlnp -A inet,unix 2>/dev/null | grep -c "pid=$AGENT_PID,")
+		log "listening sockets of the agent: $ls"
+		[ "$ls" = 0 ] || fail "the agent listens: $(ss -Hlnp -A inet,unix | grep "pid=$AGENT_PID,")"
+	fi
+fi
 [ "$events" -gt 0 ] || fail "no spike event in any capture"
 
 # ---- fleet-sim's side: one capture per asked host, every chunk acked once
@@ -210,10 +283,11 @@ rc=$?
 SIM_PID=""
 cat "$DIR/totals.txt"
 [ "$rc" -eq 0 ] || fail "fleet-sim exited $rc: $(total rejected "$DIR/totals.txt") rejected, $(total unacked "$DIR/totals.txt") not acknowledged"
-CH=$(sql "SELECT sum(total_chunks) FROM capture_hosts WHERE capture_id = '$ID'")
+CH=$(sql "SELECT sum(total_chunks) FROM capture_hosts WHERE capture_id = '$ID' AND host_id::text <> '${REAL_ID:-none}'")
+SIM_ASKED=$((ASKED - REAL))
 got="$(total captures "$DIR/totals.txt")|$(total captures_done "$DIR/totals.txt")|$(total captures_failed "$DIR/totals.txt")|$(total capture_chunks "$DIR/totals.txt")|$(total acked_chunks "$DIR/totals.txt")|$(total rejected "$DIR/totals.txt")"
 log "fleet-sim captures|done|failed|chunks|acked chunks|rejected = $got (chunks in the database's totals: $CH)"
-[ "$got" = "$ASKED|$ASKED|0|$CH|$CH|0" ] || fail "expected $ASKED|$ASKED|0|$CH|$CH|0"
+[ "$got" = "$SIM_ASKED|$SIM_ASKED|0|$CH|$CH|0" ] || fail "expected $SIM_ASKED|$SIM_ASKED|0|$CH|$CH|0"
 got=$(sql "SELECT (SELECT count(*) FROM (SELECT 1 FROM summaries GROUP BY host_id, boot_id, seq HAVING count(*) > 1) d),
 	(SELECT count(*) FROM (SELECT 1 FROM spike_events GROUP BY host_id, boot_id, seq HAVING count(*) > 1) d)")
 [ "$got" = "0|0" ] || fail "duplicate summaries|events: $got"

@@ -130,25 +130,39 @@ int sht_stop(pid_t pid, int sig, int timeout_ms)
 	return -1;
 }
 
-int64_t sht_query_i64(const char *dsn, const char *sql)
+int sht_query_text(const char *dsn, const char *sql, char *out, size_t len)
 {
 	PGconn *c = PQconnectdb(dsn);
 	PGresult *r;
-	int64_t v = -1;
+	int rv = -1;
 
+	if (len)
+		out[0] = '\0';
 	if (PQstatus(c) != CONNECTION_OK) {
 		fprintf(stderr, "could not connect: %s", PQerrorMessage(c));
 		PQfinish(c);
 		return -1;
 	}
 	r = PQexec(c, sql);
-	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
-		v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	else if (PQresultStatus(r) != PGRES_TUPLES_OK)
+	if (PQresultStatus(r) == PGRES_TUPLES_OK) {
+		rv = 0;
+		if (PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+			snprintf(out, len, "%s", PQgetvalue(r, 0, 0));
+	} else {
 		fprintf(stderr, "query failed: %s: %s", sql, PQerrorMessage(c));
+	}
 	PQclear(r);
 	PQfinish(c);
-	return v;
+	return rv;
+}
+
+int64_t sht_query_i64(const char *dsn, const char *sql)
+{
+	char v[64];
+
+	if (sht_query_text(dsn, sql, v, sizeof(v)) != 0 || !v[0])
+		return -1;
+	return strtoll(v, NULL, 10);
 }
 
 int sht_free_port(void)

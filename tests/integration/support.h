@@ -35,6 +35,11 @@ int sht_stop(pid_t pid, int sig, int timeout_ms);
  * row as a number (or -1 on error, printed). */
 int64_t sht_query_i64(const char *dsn, const char *sql);
 
+/* sht_query_text runs sql on dsn and copies the first column of the first
+ * row into out ("" when there is no row or it is NULL). Returns 0, or -1
+ * on error (printed). */
+int sht_query_text(const char *dsn, const char *sql, char *out, size_t len);
+
 /* sht_free_port returns a TCP port on 127.0.0.1 that was free a moment ago. */
 int sht_free_port(void);
 

@@ -2,7 +2,9 @@
  * aggregator (nng + PostgreSQL): truncated, malformed, oversized and
  * semantically invalid messages are rejected and counted by reason; a
  * well-behaved agent keeps being served; duplicates are stored once;
- * nothing crashes (this test also runs in the ASan+UBSan build). */
+ * capture chunks that are malformed are refused, and a capture whose chunks
+ * were truncated or corrupted is stored as failed with the reason, never as
+ * complete; nothing crashes (this test also runs in the ASan+UBSan build). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/supplemental/http/http.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <sys/wait.h>
 #include <signal.h>
 #include <stdio.h>
@@ -47,6 +50,7 @@ struct req {
 	Spikehound__MetricSecond ms[4], *msp[4];
 	Spikehound__SpikeEvent e[4];
 	Spikehound__Process p[4], *pp[4];
+	Spikehound__CaptureChunk c[4];
 };
 
 /* build makes a valid request of n summaries with seqs from seq0. */
@@ -347,6 +351,199 @@ cleanup:
 	return out;
 }
 
+/* --- capture chunks --- */
+
+#define CAP_LEN 9000
+#define CAP_CHUNK 3000
+
+static uint8_t cap_payload[CAP_LEN];
+static char cap_sha[65];
+
+static void cap_init_payload(void)
+{
+	uint8_t md[32];
+	unsigned int mdlen = 0;
+	uint32_t x = 2463534242u;
+
+	for (size_t i = 0; i < CAP_LEN; i++) {
+		x ^= x << 13;
+		x ^= x >> 17;
+		x ^= x << 5;
+		cap_payload[i] = (uint8_t)x;
+	}
+	assert_int_equal(EVP_Digest(cap_payload, CAP_LEN, md, &mdlen, EVP_sha256(), NULL), 1);
+	for (unsigned int i = 0; i < mdlen; i++)
+		snprintf(cap_sha + 2 * i, 3, "%02x", md[i]);
+}
+
+/* build_chunks makes a request of n chunk messages (seqs from seq0) of
+ * capture id, with chunk indexes idx[]; each chunk is its slice of
+ * cap_payload, with the whole payload's size and SHA-256. */
+static void build_chunks(struct req *q, int n, uint64_t seq0, const char *id, const int *idx)
+{
+	build(q, n, seq0);
+	for (int i = 0; i < n; i++) {
+		Spikehound__CaptureChunk *c = &q->c[i];
+
+		spikehound__capture_chunk__init(c);
+		c->capture_id = (char *)id;
+		c->index = (uint32_t)idx[i];
+		c->total = CAP_LEN / CAP_CHUNK;
+		c->data.data = cap_payload + (size_t)idx[i] * CAP_CHUNK;
+		c->data.len = CAP_CHUNK;
+		c->sha256 = cap_sha;
+		c->compressed_bytes = CAP_LEN;
+		c->raw_bytes = 4 * CAP_LEN;
+		c->from_ns = now_ns() - 30 * NS;
+		c->to_ns = now_ns() - NS;
+		c->trigger = "test";
+		q->m[i].body_case = SPIKEHOUND__AGENT_MESSAGE__BODY_CHUNK;
+		q->m[i].chunk = c;
+	}
+}
+
+/* send_all_stored sends q and asserts every message was stored. */
+static void send_all_stored(struct req *q)
+{
+	Spikehound__Ack *ack = send_req(q);
+
+	assert_int_equal(ack->status, SPIKEHOUND__ACK__STATUS__OK);
+	assert_int_equal(ack->n_items, q->r.n_messages);
+	for (size_t i = 0; i < ack->n_items; i++) {
+		if (!ack->items[i]->stored)
+			fail_msg("message %zu not stored: %s", i,
+				 ack->items[i]->rejected ? ack->items[i]->rejected : "(no reason)");
+	}
+	spikehound__ack__free_unpacked(ack, NULL);
+}
+
+/* cap_state is "status|reason|payload ok|chunks left" of capture id. */
+static void cap_state(const char *id, char *out, size_t len)
+{
+	char sql[512];
+
+	snprintf(sql, sizeof(sql),
+		 "SELECT h.status || '|' || h.reason || '|' ||"
+		 " coalesce(encode(sha256(h.payload), 'hex') = '%s', false) || '|' ||"
+		 " (SELECT count(*) FROM capture_chunks k WHERE k.capture_id = h.capture_id)"
+		 " FROM capture_hosts h WHERE h.capture_id = '%s' AND h.host_id = '%s'",
+		 cap_sha, id, HOST);
+	assert_int_equal(sht_query_text(dsn, sql, out, len), 0);
+}
+
+static void test_capture_chunks(void **state)
+{
+	static const char good[] = "6c0a2e9e-0001-4000-8000-000000000001";
+	static const char trunc[] = "6c0a2e9e-0002-4000-8000-000000000002";
+	static const char corrupt[] = "6c0a2e9e-0003-4000-8000-000000000003";
+	static const char gone[] = "6c0a2e9e-0004-4000-8000-000000000004";
+	static const int i2[] = { 2 }, i01[] = { 0, 1 }, i012[] = { 0, 1, 2 }, i0000[] = { 0, 0, 0, 0 };
+	uint8_t half[CAP_CHUNK / 2], flipped[CAP_CHUNK];
+	struct req q;
+	Spikehound__Ack *ack;
+	char st[512];
+	uint8_t *huge;
+
+	cap_init_payload();
+
+	/* a good capture, chunks out of order over two requests: complete */
+	build_chunks(&q, 1, 300, good, i2);
+	send_all_stored(&q);
+	cap_state(good, st, sizeof(st));
+	assert_string_equal(st, "receiving||false|1");
+	build_chunks(&q, 2, 301, good, i01);
+	send_all_stored(&q);
+	cap_state(good, st, sizeof(st));
+	assert_string_equal(st, "complete||true|0");
+
+	/* a truncated chunk: every message is acknowledged, the capture is
+	 * stored as failed with the reason, and no chunk is left behind */
+	build_chunks(&q, 3, 310, trunc, i012);
+	memcpy(half, cap_payload + CAP_CHUNK, sizeof(half));
+	q.c[1].data.data = half;
+	q.c[1].data.len = sizeof(half);
+	send_all_stored(&q);
+	cap_state(trunc, st, sizeof(st));
+	assert_string_equal(st, "failed|checksum mismatch: the assembled capture is corrupt|false|0");
+
+	/* a corrupted chunk (one bit flipped, same length): failed too */
+	build_chunks(&q, 3, 320, corrupt, i012);
+	memcpy(flipped, cap_payload + 2 * CAP_CHUNK, sizeof(flipped));
+	flipped[1234] ^= 0x10;
+	q.c[2].data.data = flipped;
+	send_all_stored(&q);
+	cap_state(corrupt, st, sizeof(st));
+	assert_string_equal(st, "failed|checksum mismatch: the assembled capture is corrupt|false|0");
+
+	/* stray chunks (new messages) for captures already over change nothing
+	 * and are not kept */
+	build_chunks(&q, 2, 330, good, i01);
+	q.c[1].capture_id = (char *)trunc;
+	send_all_stored(&q);
+	cap_state(good, st, sizeof(st));
+	assert_string_equal(st, "complete||true|0");
+	cap_state(trunc, st, sizeof(st));
+	assert_string_equal(st, "failed|checksum mismatch: the assembled capture is corrupt|false|0");
+
+	/* the agent's own failure (the window left its recorder) */
+	build_chunks(&q, 1, 340, gone, i0000);
+	q.c[0].error = "window_gone: the recorder holds nothing that old";
+	q.c[0].data.len = 0;
+	send_all_stored(&q);
+	cap_state(gone, st, sizeof(st));
+	assert_string_equal(st, "failed|window_gone: the recorder holds nothing that old|false|0");
+
+	/* malformed chunks, each refused with its reason */
+	build_chunks(&q, 4, 350, good, i0000);
+	q.c[0].index = 3;                     /* index past the total */
+	q.c[1].sha256 = "not a checksum";
+	q.c[2].compressed_bytes = 0;
+	q.c[3].capture_id = "../../captures";
+	ack = send_req(&q);
+	assert_int_equal(ack->status, SPIKEHOUND__ACK__STATUS__OK);
+	assert_int_equal(ack->n_items, 4);
+	assert_string_equal(ack->items[0]->rejected, "bad_chunk_index");
+	assert_string_equal(ack->items[1]->rejected, "bad_checksum");
+	assert_string_equal(ack->items[2]->rejected, "bad_chunk_size");
+	assert_string_equal(ack->items[3]->rejected, "bad_capture_id");
+	spikehound__ack__free_unpacked(ack, NULL);
+
+	/* a chunk over 4 MiB */
+	huge = calloc(1, (4u << 20) + 1);
+	assert_non_null(huge);
+	build_chunks(&q, 1, 360, good, i0000);
+	q.c[0].data.data = huge;
+	q.c[0].data.len = (4u << 20) + 1;
+	ack = send_req(&q);
+	assert_int_equal(ack->n_items, 1);
+	assert_string_equal(ack->items[0]->rejected, "chunk_too_large");
+	spikehound__ack__free_unpacked(ack, NULL);
+	free(huge);
+
+	/* nothing else changed; the housekeeping counts the outcomes */
+	cap_state(good, st, sizeof(st));
+	assert_string_equal(st, "complete||true|0");
+	for (int tries = 0;; tries++) {
+		char *stats = http_get("/api/stats");
+		json_t *j = stats ? json_loads(stats, 0, NULL) : NULL;
+		json_t *c = j ? json_object_get(j, "captures") : NULL;
+		long long ok = c ? json_integer_value(json_object_get(c, "hosts_complete")) : -1;
+		long long bad = c ? json_integer_value(json_object_get(c, "hosts_failed")) : -1;
+		long long corr = c ? json_integer_value(json_object_get(c, "hosts_corrupt")) : -1;
+
+		json_decref(j);
+		if (ok == 1 && bad == 3 && corr == 2) {
+			free(stats);
+			break;
+		}
+		if (tries == 100)
+			fail_msg("capture counters: complete %lld failed %lld corrupt %lld, want 1 3 2 (%s)",
+				 ok, bad, corr, stats ? stats : "no stats");
+		free(stats);
+		usleep(100 * 1000);
+	}
+}
+
 static void test_counted(void **state)
 {
 	static const struct {
@@ -357,6 +554,8 @@ static void test_counted(void **state)
 		{ "string_too_long", 2 },   { "bad_host_id", 1 },      { "negative_duration", 2 },
 		{ "time_in_future", 1 },    { "host_mismatch", 1 },    { "bad_boot_id", 1 },
 		{ "duration_too_long", 1 }, { "missing_kind", 1 },
+		{ "bad_chunk_index", 1 },   { "bad_checksum", 1 },     { "bad_chunk_size", 1 },
+		{ "bad_capture_id", 1 },    { "chunk_too_large", 1 },
 	};
 	char *stats = http_get("/api/stats");
 	json_t *j, *r;
@@ -385,6 +584,7 @@ int main(void)
 		cmocka_unit_test(test_good_then_duplicate),
 		cmocka_unit_test(test_broken_bytes),
 		cmocka_unit_test(test_semantic),
+		cmocka_unit_test(test_capture_chunks),
 		cmocka_unit_test(test_counted),
 	};
 
