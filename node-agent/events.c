@@ -18,12 +18,19 @@
 
 #define MAX_PENDING 1024
 #define MAX_CPUS_PER_EVENT 8
+#define MINUTE_NS (60 * SH_NS_PER_SEC)
 
+/* kind_state: a kind's token bucket, and what lets a spike longer than any
+ * sent recently through an empty bucket: the longest durations sent in
+ * this minute and the one before, and this minute's such escalations. */
 struct kind_state {
 	char kind[64];
 	double tokens;
 	int64_t last_refill_ns;
 	uint64_t suppressed; /* since the last one sent */
+	int64_t minute_ns;   /* start of the current minute (monotonic) */
+	int64_t longest_ns, longest_prev_ns;
+	uint32_t escalations; /* in the current minute */
 	UT_hash_handle hh;
 };
 
@@ -53,6 +60,8 @@ int agent_events_new(const struct agent_events_opts *o, struct agent_events **ou
 		e->o.burst = 20;
 	if (!e->o.per_minute)
 		e->o.per_minute = 60;
+	if (!e->o.escalations)
+		e->o.escalations = e->o.burst;
 	if (!e->o.delay_ns)
 		e->o.delay_ns = 200 * SH_NS_PER_MS;
 	if (!e->o.window_stacks)
@@ -77,8 +86,12 @@ void agent_events_free(struct agent_events *e)
 	free(e);
 }
 
-/* admit applies the token bucket of ev's kind. */
-static struct kind_state *admit(struct agent_events *e, const char *kind, bool *ok)
+/* admit applies the token bucket of ev's kind; with the bucket empty, a
+ * spike longer than every one of its kind sent in this minute and the one
+ * before still goes (at most o.escalations a minute), so a burst of small
+ * spikes never hides the worst one. */
+static struct kind_state *admit(struct agent_events *e, const char *kind, int64_t duration_ns,
+				bool *ok)
 {
 	int64_t now = sh_now_mono_ns();
 	struct kind_state *k;
@@ -93,15 +106,30 @@ static struct kind_state *admit(struct agent_events *e, const char *kind, bool *
 		snprintf(k->kind, sizeof(k->kind), "%s", kind);
 		k->tokens = e->o.burst;
 		k->last_refill_ns = now;
+		k->minute_ns = now;
 		HASH_ADD_STR(e->kinds, kind, k);
 	}
 	k->tokens += (double)(now - k->last_refill_ns) / (60.0 * SH_NS_PER_SEC) * e->o.per_minute;
 	if (k->tokens > e->o.burst)
 		k->tokens = e->o.burst;
 	k->last_refill_ns = now;
+	if (now - k->minute_ns >= MINUTE_NS) {
+		k->longest_prev_ns = now - k->minute_ns < 2 * MINUTE_NS ? k->longest_ns : 0;
+		k->longest_ns = 0;
+		k->escalations = 0;
+		k->minute_ns = now;
+	}
 	*ok = k->tokens >= 1.0;
-	if (*ok)
+	if (*ok) {
 		k->tokens -= 1.0;
+	} else if (duration_ns > k->longest_ns && duration_ns > k->longest_prev_ns &&
+		   k->escalations < e->o.escalations) {
+		k->escalations++;
+		e->st.escalated++;
+		*ok = true;
+	}
+	if (*ok && duration_ns > k->longest_ns)
+		k->longest_ns = duration_ns;
 	return k;
 }
 
@@ -115,7 +143,7 @@ int agent_events_emit(struct agent_events *e, Spikehound__SpikeEvent *ev, const 
 	e->st.emitted++;
 	if (e->o.on_event)
 		e->o.on_event(e->o.on_event_arg, ev);
-	k = admit(e, ev->kind ? ev->kind : "", &ok);
+	k = admit(e, ev->kind ? ev->kind : "", ev->duration_ns, &ok);
 	if (!ok || e->n == MAX_PENDING) {
 		if (k)
 			k->suppressed++;

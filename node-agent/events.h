@@ -1,6 +1,8 @@
 /* events.h: spike events from the detectors to the aggregator. A detector
  * hands over a filled Spikehound__SpikeEvent; this module rate-limits per
- * kind (a burst, then a steady rate, counting what it suppressed), waits a
+ * kind (a burst, then a steady rate, counting what it suppressed; a spike
+ * longer than all of its kind sent in the last one to two minutes passes
+ * an empty bucket, a few times a minute, so the worst is kept), waits a
  * moment so the flight recorder has the samples of the window, attaches
  * the recorder's samples on the involved CPUs during the window, stores
  * the event in the recorder, and spools it as its own AgentMessage at once
@@ -27,6 +29,8 @@ struct agent_events_opts {
 	const char *host_id, *boot_id; /* borrowed */
 	uint32_t burst;                /* events per kind sent at once (20) */
 	uint32_t per_minute;           /* then this many per minute per kind (60) */
+	uint32_t escalations;          /* longer-than-recent spikes let through an
+					* empty bucket per minute per kind (burst) */
 	int64_t delay_ns;              /* wait before sending (200 ms) */
 	size_t window_stacks;          /* top window stacks attached (10) */
 	/* on_event (may be NULL) sees every emitted event, rate-limited or not,
@@ -60,6 +64,7 @@ void agent_events_flush(struct agent_events *e);
 /* agent_events_stats: counters since start. */
 struct agent_events_stats {
 	uint64_t emitted, sent, suppressed, spool_errors;
+	uint64_t escalated; /* sent through an empty bucket as the longest yet */
 };
 
 /* agent_events_get_stats copies the counters into *st. */
