@@ -162,6 +162,12 @@ static int set_capture(struct agg_config *c, const char *key, const char *value,
 
 	if (key_is(key, "control_listen"))
 		return set_str(&c->control_listen, strcmp(value, "off") == 0 ? "" : value);
+	if (key_is(key, "tls_cert"))
+		return set_str(&c->tls_cert, value);
+	if (key_is(key, "tls_key"))
+		return set_str(&c->tls_key, value);
+	if (key_is(key, "tls_ca"))
+		return set_str(&c->tls_ca, value);
 	if (key_is(key, "capture_before"))
 		return set_duration("capture_before", value, 0, 600 * s, &c->capture_before_ns, err,
 				    errlen);
@@ -216,7 +222,7 @@ int agg_config_control_url(const struct agg_config *c, char *buf, size_t len)
 		return 0;
 	}
 	colon = strrchr(c->listen, ':');
-	if (!colon || strncmp(c->listen, "tcp://", 6) != 0)
+	if (!colon || (strncmp(c->listen, "tcp://", 6) != 0 && strncmp(c->listen, "tls+tcp://", 10) != 0))
 		return -ENOENT;
 	port = strtol(colon + 1, &end, 10);
 	if (*end || port <= 0 || port > 65533)
@@ -254,7 +260,8 @@ int agg_config_defaults(struct agg_config *c)
 	c->capture_auto_per_hour = 30;
 	c->capture_auto_host_interval_ns = 600 * SH_NS_PER_SEC;
 	c->capture_retention_days = 14;
-	if (set_str(&c->control_listen, "auto") ||
+	if (set_str(&c->control_listen, "auto") || set_str(&c->tls_cert, "") ||
+	    set_str(&c->tls_key, "") || set_str(&c->tls_ca, "") ||
 	    set_str(&c->listen, "tcp://127.0.0.1:7470") || set_str(&c->http, "http://127.0.0.1:7471") ||
 	    set_str(&c->data_dir, "/var/lib/spikehound/aggregator") || set_str(&c->db, "") ||
 	    set_str(&c->pg_bindir, "") || set_str(&c->log_level, "info")) {
@@ -393,6 +400,9 @@ void agg_config_free(struct agg_config *c)
 {
 	free(c->listen);
 	free(c->control_listen);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->tls_ca);
 	free(c->http);
 	free(c->data_dir);
 	free(c->db);

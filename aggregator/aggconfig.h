@@ -31,6 +31,9 @@ struct agg_config {
 	int64_t correlate_suspects_interval_ns;
 	int correlate_others_max;
 	/* captures (capture.h, control.h): control_listen, capture_* keys */
+	/* TLS of both planes (listen and control_listen as tls+tcp://): PEM
+	 * files; tls_ca set = agents must present a certificate it signed */
+	char *tls_cert, *tls_key, *tls_ca;
 	char *control_listen;            /* agents dial it for commands; "auto" (default): listen's
 					  * host with its port + 2 (tcp://127.0.0.1:7472); "" off */
 	int64_t capture_before_ns;       /* window before the trigger time (30s) */

@@ -234,6 +234,9 @@ int agg_serve(const struct agg_serve_opts *o)
 	char control_url[512];
 	uint64_t stats_ms;
 	int rv;
+	const struct sh_tls tls = { .cert = o->cfg->tls_cert,
+				    .key = o->cfg->tls_key,
+				    .ca = o->cfg->tls_ca };
 
 	memset(&s, 0, sizeof(s));
 	s.o = o;
@@ -243,6 +246,7 @@ int agg_serve(const struct agg_serve_opts *o)
 	}
 	agg_ingest_opts_default(&io);
 	io.listen_url = o->cfg->listen;
+	io.tls = &tls;
 	io.dsn = o->dsn;
 	io.writers = o->cfg->writers;
 	io.max_request_bytes = o->cfg->max_request_bytes;
@@ -271,6 +275,7 @@ int agg_serve(const struct agg_serve_opts *o)
 		struct agg_capture_opts cpo = { 0 };
 
 		cto.listen_url = control_url;
+		cto.tls = &tls;
 		cpo.dsn = o->dsn;
 		cpo.before_ns = o->cfg->capture_before_ns;
 		cpo.after_ns = o->cfg->capture_after_ns;

@@ -343,6 +343,7 @@ int agg_control_start(uv_loop_t *loop, const struct agg_control_opts *o, struct 
 {
 	struct agg_control *c;
 	int fd, rv, err;
+	char tls_err[300];
 
 	if (!o->listen_url || !o->listen_url[0])
 		return -EINVAL;
@@ -364,8 +365,8 @@ int agg_control_start(uv_loop_t *loop, const struct agg_control_opts *o, struct 
 	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, c->opts.max_poll_bytes * 2);
 	nng_socket_set_int(c->sock, NNG_OPT_RECVBUF, 1024);
 	nng_socket_set_int(c->sock, NNG_OPT_SENDBUF, 1024);
-	if ((rv = nng_listen(c->sock, o->listen_url, NULL, 0)) != 0) {
-		sh_err("control: could not listen on \"%s\": %s", o->listen_url, nng_strerror(rv));
+	if ((rv = sh_tls_listen(c->sock, o->listen_url, o->tls, tls_err, sizeof(tls_err))) != 0) {
+		sh_err("control: could not listen on \"%s\": %s", o->listen_url, tls_err);
 		err = rv == NNG_EADDRINUSE ? -EADDRINUSE : -EINVAL;
 		goto cleanup;
 	}

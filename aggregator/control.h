@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "nngtls.h"
 #include "spikehound.pb-c.h"
 
 struct agg_control;
@@ -29,7 +30,8 @@ typedef void (*agg_control_status_fn)(void *arg, const char *host_id,
 
 /* agg_control_opts configures agg_control_start; strings borrowed for the call. */
 struct agg_control_opts {
-	const char *listen_url;    /* e.g. "tcp://127.0.0.1:7472" */
+	const char *listen_url;    /* e.g. "tcp://127.0.0.1:7472" or "tls+tcp://..." */
+	const struct sh_tls *tls;  /* TLS files for a tls+tcp:// listen_url (NULL: none) */
 	int64_t max_wait_ns;       /* longest a poll is held (default 25 s) */
 	size_t max_poll_bytes;     /* larger polls are refused (default 64 KiB) */
 	agg_control_status_fn status_cb; /* may be NULL */

@@ -1299,6 +1299,7 @@ int agg_ingest_start(uv_loop_t *loop, const struct agg_ingest_opts *o, struct ag
 {
 	struct agg_ingest *ing;
 	int fd, rv, err = 0;
+	char tls_err[300];
 
 	ing = calloc(1, sizeof(*ing));
 	if (!ing)
@@ -1338,8 +1339,8 @@ int agg_ingest_start(uv_loop_t *loop, const struct agg_ingest_opts *o, struct ag
 	nng_socket_set_int(ing->sock, NNG_OPT_SENDBUF, 1024);
 	nng_pipe_notify(ing->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, ing);
 	nng_pipe_notify(ing->sock, NNG_PIPE_EV_REM_POST, pipe_cb, ing);
-	if ((rv = nng_listen(ing->sock, o->listen_url, NULL, 0)) != 0) {
-		sh_err("ingest: could not listen on \"%s\": %s", o->listen_url, nng_strerror(rv));
+	if ((rv = sh_tls_listen(ing->sock, o->listen_url, o->tls, tls_err, sizeof(tls_err))) != 0) {
+		sh_err("ingest: could not listen on \"%s\": %s", o->listen_url, tls_err);
 		err = rv == NNG_EADDRINUSE ? -EADDRINUSE : -EINVAL;
 		goto cleanup;
 	}

@@ -10,12 +10,14 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "nngtls.h"
 #include "validate.h"
 
 /* struct agg_ingest_opts configures agg_ingest_start; strings borrowed
  * for the call. */
 struct agg_ingest_opts {
-	const char *listen_url;   /* e.g. "tcp://127.0.0.1:7470" */
+	const char *listen_url;   /* e.g. "tcp://127.0.0.1:7470" or "tls+tcp://..." */
+	const struct sh_tls *tls; /* TLS files for a tls+tcp:// listen_url (NULL: none) */
 	const char *dsn;          /* PostgreSQL connection string */
 	int writers;              /* database connections writing batches (>= 1) */
 	size_t max_request_bytes; /* larger requests are rejected as "oversized" */

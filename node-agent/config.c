@@ -334,6 +334,23 @@ int agent_config_set(struct agent_config *cfg, const char *key, const char *valu
 		return set_path(cfg->spool_dir, sizeof(cfg->spool_dir), "spool_dir", value, err, errlen);
 	if (strcmp(k, "proc_root") == 0)
 		return set_path(cfg->proc_root, sizeof(cfg->proc_root), "proc_root", value, err, errlen);
+	if (strcmp(k, "tls_ca") == 0)
+		return set_path(cfg->tls_ca, sizeof(cfg->tls_ca), "tls_ca", value, err, errlen);
+	if (strcmp(k, "tls_cert") == 0)
+		return set_path(cfg->tls_cert, sizeof(cfg->tls_cert), "tls_cert", value, err, errlen);
+	if (strcmp(k, "tls_key") == 0)
+		return set_path(cfg->tls_key, sizeof(cfg->tls_key), "tls_key", value, err, errlen);
+	if (strcmp(k, "tls_server_name") == 0) {
+		if (!value[0] || strlen(value) >= sizeof(cfg->tls_server_name) ||
+		    strpbrk(value, " /:\t")) {
+			set_err(err, errlen,
+				"bad value for \"tls_server_name\": \"%s\" (expected a host name such as aggregator.example.com)",
+				value);
+			return -EINVAL;
+		}
+		snprintf(cfg->tls_server_name, sizeof(cfg->tls_server_name), "%s", value);
+		return 0;
+	}
 	if (strcmp(k, "spool_cap") == 0 || strcmp(k, "recorder_size") == 0) {
 		uint64_t v;
 

@@ -62,6 +62,12 @@ struct agent_config {
 	char probes[AGENT_CONFIG_MAX_PROBES][AGENT_CONFIG_URL_MAX]; /* probe (repeatable):
 					 * uprobe:PATH:FUNCTION[:THRESHOLD] or usdt:PATH:PROVIDER:NAME[:THRESHOLD] */
 	size_t n_probes;
+	/* TLS (aggregator and control addresses as tls+tcp://): PEM files */
+	char tls_ca[PATH_MAX];          /* tls_ca: CAs the aggregator's certificate must chain to */
+	char tls_cert[PATH_MAX];        /* tls_cert, tls_key: this agent's certificate and key, */
+	char tls_key[PATH_MAX];         /* presented when the aggregator asks (mutual TLS) */
+	char tls_server_name[256];      /* tls_server_name: the name the aggregator's certificate
+					 * must carry (default: the address's host) */
 	/* captures (the control plane and local triggers) */
 	char control[AGENT_CONFIG_URL_MAX]; /* control: the aggregator's control address; "auto"
 					     * (default): the first aggregator's host, port + 2;

@@ -237,6 +237,7 @@ static void *control_main(void *arg)
 int agent_control_start(struct agent_control **out, const struct agent_control_opts *o)
 {
 	struct agent_control *c;
+	char tls_err[300];
 	int rv;
 
 	if (!o->url || !o->url[0] || strlen(o->url) >= sizeof(c->url))
@@ -258,8 +259,9 @@ int agent_control_start(struct agent_control **out, const struct agent_control_o
 	nng_socket_set_size(c->sock, NNG_OPT_RECVMAXSZ, 16 << 20);
 	if ((rv = nng_ctx_open(&c->ctx, c->sock)) != 0 || (rv = nng_aio_alloc(&c->aio, NULL, NULL)) != 0)
 		goto fail_sock;
-	if ((rv = nng_dial(c->sock, c->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-		sh_err("control: cannot dial \"%s\": %s", c->url, nng_strerror(rv));
+	if ((rv = sh_tls_dial(c->sock, c->url, o->tls, NNG_FLAG_NONBLOCK, tls_err,
+			      sizeof(tls_err))) != 0) {
+		sh_err("control: cannot dial \"%s\": %s", c->url, tls_err);
 		rv = NNG_EINVAL;
 		goto fail_sock;
 	}

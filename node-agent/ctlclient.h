@@ -24,6 +24,7 @@ typedef void (*agent_control_cmd_fn)(void *arg, const Spikehound__Command *cmd);
 /* agent_control_opts; borrowed for agent_control_start only. */
 struct agent_control_opts {
 	const char *url;                     /* tcp://aggregator:7472 */
+	const struct sh_tls *tls;            /* for a tls+tcp:// url (NULL: none); borrowed */
 	agent_sender_fill_hello_fn fill_hello; /* called on the control thread */
 	void *hello_arg;
 	agent_control_cmd_fn on_command;

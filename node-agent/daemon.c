@@ -46,6 +46,7 @@ struct proc_list {
 
 struct daemon {
 	const struct agent_config *cfg;
+	struct sh_tls tls; /* borrowed from cfg */
 	struct agent_hostinfo host;
 	Spikehound__Hello__LabelsEntry *label_entries;
 	Spikehound__Hello__LabelsEntry **label_ptrs;
@@ -436,6 +437,7 @@ static int start_captures(struct daemon *d)
 		return 0;
 	}
 	ctl.url = url;
+	ctl.tls = &d->tls;
 	ctl.fill_hello = fill_hello_cb;
 	ctl.hello_arg = d;
 	ctl.on_command = agent_capjobs_command_cb;
@@ -565,6 +567,11 @@ int agent_daemon_run(const struct agent_config *cfg)
 	for (size_t i = 0; i < cfg->n_aggregators && i < 16; i++)
 		addrs[i] = (char *)cfg->aggregators[i];
 	so.addrs = addrs;
+	d.tls.ca = cfg->tls_ca;
+	d.tls.cert = cfg->tls_cert;
+	d.tls.key = cfg->tls_key;
+	d.tls.server_name = cfg->tls_server_name;
+	so.tls = &d.tls;
 	so.n_addrs = cfg->n_aggregators < 16 ? cfg->n_aggregators : 16;
 	so.spool = d.spool;
 	so.fill_hello = fill_hello_cb;

@@ -55,6 +55,11 @@ static void usage(FILE *f)
 		"      --capture-local DUR  capture itself on a spike this long (default 1s; 0: never),\n"
 		"                           at most once per --capture-local-every (10m), from\n"
 		"                           --capture-before (30s) before to --capture-after (5s) after\n"
+		"      --tls-ca FILE, --tls-cert FILE, --tls-key FILE, --tls-server-name NAME\n"
+		"                           TLS for tls+tcp:// addresses: CAs the aggregator's\n"
+		"                           certificate must chain to, this agent's certificate\n"
+		"                           and key (mutual TLS), the name the aggregator's\n"
+		"                           certificate must carry (default: the address's host)\n"
 		"      --log-level LEVEL    error, warn, info (default) or debug\n"
 		"\n"
 		"Run `spikehound-agent record --help` for the recorder's options.\n");

@@ -457,6 +457,7 @@ int agent_sender_start(struct agent_sender **out, const struct agent_sender_opts
 	struct agent_sender *s = NULL;
 	pthread_condattr_t ca;
 	bool mu_ok = false, cond_ok = false, sock_ok = false;
+	char tls_err[300];
 	int rv, err = 0;
 
 	if (!out)
@@ -517,12 +518,13 @@ int agent_sender_start(struct agent_sender **out, const struct agent_sender_opts
 			err = -EINVAL;
 			goto cleanup;
 		}
-		rv = nng_dial(s->sock, opts->addrs[i], NULL, NNG_FLAG_NONBLOCK);
+		rv = sh_tls_dial(s->sock, opts->addrs[i], opts->tls, NNG_FLAG_NONBLOCK, tls_err,
+				 sizeof(tls_err));
 		if (rv) {
 			err = errno_from_nng(rv);
 			if (err == -ENOTSUP)
 				err = -EINVAL;
-			sh_err("could not dial \"%s\": %s", opts->addrs[i], nng_strerror(rv));
+			sh_err("could not dial \"%s\": %s", opts->addrs[i], tls_err);
 			goto cleanup;
 		}
 	}

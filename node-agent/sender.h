@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "nngtls.h"
 #include "spikehound.pb-c.h"
 #include "spool.h"
 
@@ -39,6 +40,7 @@ typedef void (*agent_sender_fill_hello_fn)(void *arg, Spikehound__Hello *h);
  * agent_sender_start. */
 struct agent_sender_opts {
 	char *const *addrs;                  /* nng URLs, e.g. "tcp://agg:7450" */
+	const struct sh_tls *tls;            /* for tls+tcp:// URLs (NULL: none); borrowed */
 	size_t n_addrs;                      /* at least 1 */
 	struct agent_spool *spool;           /* borrowed: must outlive the sender */
 	agent_sender_fill_hello_fn fill_hello; /* NULL: an empty Hello */
