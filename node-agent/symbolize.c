@@ -18,6 +18,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "perfmap.h"
 #include "timeutil.h"
 
 #define DEF_ELF_BYTES (64u << 20)
@@ -37,6 +38,8 @@
 #define MAX_FILE_OFFSET (1ULL << 47)	     /* no mapped file is larger */
 #define MIN_USER_ADDR 4096u		     /* nothing is mapped below (mmap_min_addr) */
 #define NO_MOD UINT32_MAX
+#define PERFMAP_RECHECK_NS (1 * SH_NS_PER_SEC) /* look at a perf map again after a miss */
+#define PERFMAP_ABSENT_NS (10 * SH_NS_PER_SEC) /* and for one after finding none */
 
 /* ---- small intrusive hash table (chained, power-of-two buckets) ---- */
 
@@ -238,6 +241,8 @@ struct pid_gen {
 	uint64_t *nomap; /* pages of sampled addresses the kernel found in no
 			    file mapping (garbage of frame pointer walks) */
 	uint32_t nnomap, nomap_cap;
+	struct agent_perfmap *perfmap; /* JIT symbols (perfmap.h), NULL: none read */
+	int64_t perfmap_ns;		/* last look at the perf map, 0: never */
 	size_t bytes;
 };
 
@@ -296,7 +301,7 @@ struct agent_symbolizer {
 	uint64_t elf_loads, maps_loads, elf_evictions, maps_evictions;
 	uint64_t frames_build_id, frames_ip_only, frames_unmapped;
 	uint64_t exe_keys;
-	uint64_t sym_resolved, sym_no_file, sym_no_mapping, sym_other;
+	uint64_t sym_resolved, sym_no_file, sym_no_mapping, sym_other, sym_jit, perfmap_loads;
 	char path_buf[2 * PATH_MAX + 64]; /* proc_root + a mapped path */
 };
 
@@ -1396,6 +1401,7 @@ static void gen_free(struct pid_gen *g)
 	free(g->paths);
 	free(g->hints);
 	free(g->nomap);
+	agent_perfmap_free(g->perfmap);
 	free(g);
 }
 
@@ -1420,7 +1426,7 @@ static void gen_account(struct agent_symbolizer *s, struct pid_gen *g, size_t ma
 	s->maps_bytes -= g->bytes;
 	g->maps_alloc = maps_alloc;
 	g->bytes = sizeof(*g) + maps_alloc + (size_t)g->hints_cap * sizeof(*g->hints) +
-		   (size_t)g->nomap_cap * sizeof(*g->nomap);
+		   (size_t)g->nomap_cap * sizeof(*g->nomap) + agent_perfmap_bytes(g->perfmap);
 	s->maps_bytes += g->bytes;
 	while (s->gens.n > 1 && s->maps_bytes > s->opts.max_maps_bytes) {
 		struct pid_gen *old = container_of(s->gen_lru.prev, struct pid_gen, lru);
@@ -1886,6 +1892,38 @@ static const struct elf_sym *elf_lookup(const struct elf_file *ef, uint64_t vadd
 	return sym;
 }
 
+/* perfmap_name names addr from g's perf map (JIT code), reading the map
+ * when g's process is alive and the map is new or changed (at most every
+ * PERFMAP_RECHECK_NS after a miss). Returns the name and *off, or NULL. */
+static const char *perfmap_name(struct agent_symbolizer *s, struct pid_gen *g, uint64_t addr,
+				uint64_t *off)
+{
+	const char *name = g->perfmap ? agent_perfmap_lookup(g->perfmap, addr, off) : NULL;
+	int64_t now = sh_now_mono_ns();
+	struct agent_perfmap *pm;
+
+	if (name || g->dead || g->valid_to != INT64_MAX ||
+	    (g->perfmap_ns && now - g->perfmap_ns < PERFMAP_RECHECK_NS))
+		return name;
+	g->perfmap_ns = now;
+	if (g->perfmap && !agent_perfmap_changed(g->perfmap, s->proc_root, g->pid))
+		return NULL;
+	if (agent_perfmap_load(s->proc_root, g->pid, &pm) != 0) {
+		if (!g->perfmap)
+			g->perfmap_ns += PERFMAP_ABSENT_NS - PERFMAP_RECHECK_NS;
+		return NULL;
+	}
+	s->perfmap_loads++;
+	if (agent_perfmap_bytes(pm) > s->opts.max_maps_bytes / 2) {
+		agent_perfmap_free(pm); /* larger than half the maps cache: not kept */
+		return NULL;
+	}
+	agent_perfmap_free(g->perfmap);
+	g->perfmap = pm;
+	gen_account(s, g, g->maps_alloc);
+	return agent_perfmap_lookup(pm, addr, off);
+}
+
 int agent_symbolize_user(struct agent_symbolizer *s, uint32_t pid, int64_t ts_ns, uint64_t addr,
 			 struct agent_frame *f)
 {
@@ -1911,6 +1949,20 @@ int agent_symbolize_user(struct agent_symbolizer *s, uint32_t pid, int64_t ts_ns
 		/* Not read yet, or mapped since we looked (dlopen, JIT): read. */
 		if (gen_read(s, g) == 0)
 			m = gen_lookup(g, addr);
+	}
+	if (!h && (!m || (!m->ino && strcmp(g->paths + m->path, "[vdso]") != 0))) {
+		/* anonymous executable memory, or none mapped any more: JIT code? */
+		uint64_t off;
+		const char *name = perfmap_name(s, g, addr, &off);
+
+		if (name) {
+			f->name = name;
+			f->sym_offset = off;
+			f->module = "[jit]";
+			s->sym_resolved++;
+			s->sym_jit++;
+			return 0;
+		}
 	}
 	if (h) {
 		struct bid_ent *b;
@@ -2109,4 +2161,6 @@ void agent_symbolizer_stats(const struct agent_symbolizer *s, struct agent_symbo
 	st->no_file = s->sym_no_file;
 	st->no_mapping = s->sym_no_mapping;
 	st->other = s->sym_other;
+	st->jit = s->sym_jit;
+	st->perfmap_loads = s->perfmap_loads;
 }

@@ -52,8 +52,9 @@ struct agent_frame {
 	const char *name;    /* symbol, NULL when unresolved */
 	uint64_t sym_offset; /* address - symbol start */
 	const char *module;  /* kernel: module name or NULL for vmlinux; user: the
-				mapped path ("/usr/lib/...", "[vdso]", "[anon]"), NULL
-				when no mapping covers the address */
+				mapped path ("/usr/lib/...", "[vdso]", "[anon]"), "[jit]"
+				for JIT code named by a perf map, NULL when no
+				mapping covers the address */
 	uint64_t file_offset; /* user: offset of the address in module's file */
 	uint8_t build_id[AGENT_BUILD_ID_MAX];
 	uint8_t build_id_len; /* 0: unknown */
@@ -169,6 +170,8 @@ struct agent_symbolizer_stats {
 	uint64_t no_file;    /* build id (or mapped file) known, its ELF file not found */
 	uint64_t no_mapping; /* no build id and no mapping covers the address */
 	uint64_t other;	     /* mapping without a file ([anon], [vdso]), or no symbol there */
+	uint64_t jit;	     /* of resolved: JIT code named by the process's perf map */
+	uint64_t perfmap_loads; /* /tmp/perf-PID.map reads (perfmap.h) */
 };
 
 /* agent_symbolizer_stats fills *st. */

@@ -17,6 +17,19 @@ if(TARGET spikehound-agent AND TARGET sampler_skel)
     LABELS bpf TIMEOUT 120 SKIP_RETURN_CODE 77)
 endif()
 
+# JIT code named from a perf map (/tmp/perf-PID.map), as perf does.
+if(TARGET spikehound-agent AND TARGET sampler_skel)
+  add_executable(jit_spin ${CMAKE_CURRENT_LIST_DIR}/jit_spin.c)
+  target_compile_options(jit_spin PRIVATE -fno-sanitize=all)
+  target_link_options(jit_spin PRIVATE -fno-sanitize=all)
+  target_link_libraries(jit_spin PRIVATE sh_warnings Threads::Threads)
+  add_test(NAME bpf_record_jit
+    COMMAND ${CMAKE_CURRENT_LIST_DIR}/test_record_jit.sh
+            $<TARGET_FILE:spikehound-agent> $<TARGET_FILE:jit_spin>)
+  set_tests_properties(bpf_record_jit PROPERTIES
+    LABELS bpf TIMEOUT 120 SKIP_RETURN_CODE 77)
+endif()
+
 # The whole pipe: agent (BPF) -> nng -> aggregator -> PostgreSQL -> CLI.
 if(TARGET spikehound-agent AND TARGET spikehound-aggregator AND TARGET spikehound AND TARGET burner)
   add_test(NAME e2e_stacks COMMAND bash ${CMAKE_CURRENT_LIST_DIR}/test_e2e_stacks.sh $<TARGET_FILE:burner>)
