@@ -154,9 +154,21 @@ static const char usage_stats[] =
 	"Example:\n"
 	"  spikehound stats\n";
 
+/* REFUSED is one of top's options that hosts and stats know but refuse:
+ * "hosts does not take option "--at"" rather than "unknown option". */
+#define REFUSED(name) {name, required_argument, NULL, NULL, NULL}
+
 static int cmd_hosts(struct cli_opts *o, int argc, char **argv)
 {
 	const char *limit_s = NULL;
+	const struct cli_opt opts[] = {
+		REFUSED("at"),
+		REFUSED("window"),
+		REFUSED("host"),
+		{"limit", required_argument, cli_opt_str_cb, &limit_s, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"hosts", usage_hosts, opts, false};
 	long limit = 10000;
 	int64_t now = sh_now_wall_ns();
 	struct cli_table t;
@@ -165,7 +177,7 @@ static int cmd_hosts(struct cli_opts *o, int argc, char **argv)
 	size_t i;
 	int rv;
 
-	if ((rv = cli_parse_cmd_opts(o, argc, argv, usage_hosts, NULL, NULL, NULL, &limit_s)) != 0)
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, NULL)) != 0)
 		return rv < 0 ? 0 : rv;
 	if (limit_s != NULL && (rv = cli_parse_limit(limit_s, usage_hosts, &limit)) != 0)
 		return rv;
@@ -315,79 +327,46 @@ static json_t *spikes_of(json_t *spikes, int64_t id)
 	return out;
 }
 
+/* label_cb takes --label KEY=VALUE into a const char *. */
+static int label_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	if (strchr(arg, '=') == NULL || arg[0] == '=') {
+		cli_usage_error(usage, "bad --label \"%s\": expected KEY=VALUE, like rack=r07", arg);
+		return EXIT_USAGE;
+	}
+	*(const char **)dst = arg;
+	return 0;
+}
+
 static int cmd_spikes(struct cli_opts *o, int argc, char **argv)
 {
-	enum { OPT_KIND = OPT_HELP + 1, OPT_LABEL };
-	static const struct option longopts[] = {
-		GLOBAL_LONGOPTS,
-		{"at", required_argument, NULL, OPT_AT},
-		{"window", required_argument, NULL, OPT_WINDOW},
-		{"limit", required_argument, NULL, OPT_LIMIT},
-		{"kind", required_argument, NULL, OPT_KIND},
-		{"label", required_argument, NULL, OPT_LABEL},
-		{NULL, 0, NULL, 0},
-	};
 	const char *at_s = NULL, *window_s = NULL, *kind = NULL, *label = NULL;
 	int64_t at, window = 10 * SH_NS_PER_SEC, from, to;
 	long limit = 1000;
+	const struct cli_opt opts[] = {
+		{"at", required_argument, cli_opt_str_cb, &at_s, NULL},
+		{"window", required_argument, cli_opt_str_cb, &window_s, NULL},
+		{"limit", required_argument, cli_opt_limit_cb, &limit, NULL},
+		{"kind", required_argument, cli_opt_str_cb, &kind, NULL},
+		{"label", required_argument, label_cb, &label, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"spikes", usage_spikes, opts, false};
 	struct cli_buf path = {0};
 	json_t *doc, *spikes, *incidents, *inc, *rest;
 	char fb[40], tb[40];
 	size_t i, grouped = 0;
-	int c, rv;
+	int rv;
 
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(usage_spikes, stdout);
-			return 0;
-		}
-		if ((rv = cli_global_opt(o, c, usage_spikes)) != 1) {
-			if (rv != 0)
-				return rv;
-			continue;
-		}
-		switch (c) {
-		case OPT_AT:
-			at_s = optarg;
-			break;
-		case OPT_WINDOW:
-			window_s = optarg;
-			break;
-		case OPT_LIMIT:
-			if ((rv = cli_parse_limit(optarg, usage_spikes, &limit)) != 0)
-				return rv;
-			break;
-		case OPT_KIND:
-			kind = optarg;
-			break;
-		case OPT_LABEL:
-			label = optarg;
-			if (strchr(label, '=') == NULL || label[0] == '=') {
-				cli_usage_error(usage_spikes, "bad --label \"%s\": expected KEY=VALUE, like rack=r07",
-						label);
-				return EXIT_USAGE;
-			}
-			break;
-		case ':':
-			cli_usage_error(usage_spikes, "option %s needs a value", argv[optind - 1]);
-			return EXIT_USAGE;
-		default:
-			cli_usage_error(usage_spikes, "unknown option \"%s\" for spikes", argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		cli_usage_error(usage_spikes, "unexpected argument \"%s\"", argv[optind]);
-		return EXIT_USAGE;
-	}
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, NULL)) != 0)
+		return rv < 0 ? 0 : rv;
 	if (at_s == NULL) {
 		cli_usage_error(usage_spikes, "spikes needs --at TIME (the time to search around)");
 		return EXIT_USAGE;
 	}
 	if ((rv = cli_parse_time("--at", at_s, usage_spikes, &at)) != 0 ||
-	    (window_s != NULL && (rv = cli_parse_window(window_s, usage_spikes, &window)) != 0))
+	    (window_s != NULL &&
+	     (rv = cli_parse_dur("--window", window_s, usage_spikes, &window)) != 0))
 		return rv;
 	if (window > 31 * 86400 * SH_NS_PER_SEC) {
 		cli_usage_error(usage_spikes, "bad --window \"%s\": at most 31d on each side", window_s);
@@ -537,6 +516,14 @@ static void print_processes(json_t *procs)
 static int cmd_top(struct cli_opts *o, int argc, char **argv)
 {
 	const char *at_s = NULL, *window_s = NULL, *host = NULL, *limit_s = NULL;
+	const struct cli_opt opts[] = {
+		{"at", required_argument, cli_opt_str_cb, &at_s, NULL},
+		{"window", required_argument, cli_opt_str_cb, &window_s, NULL},
+		{"host", required_argument, cli_opt_str_cb, &host, NULL},
+		{"limit", required_argument, cli_opt_str_cb, &limit_s, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"top", usage_top, opts, false};
 	int64_t at = sh_now_wall_ns(), window = 30 * SH_NS_PER_SEC;
 	long limit = 5000;
 	struct cli_buf path = {0};
@@ -546,15 +533,14 @@ static int cmd_top(struct cli_opts *o, int argc, char **argv)
 	int64_t total;
 	int rv;
 
-	rv = cli_parse_cmd_opts(o, argc, argv, usage_top, &at_s, &window_s, &host, &limit_s);
-	if (rv != 0)
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, NULL)) != 0)
 		return rv < 0 ? 0 : rv;
 	if (host == NULL || host[0] == '\0') {
 		cli_usage_error(usage_top, "top needs --host (a hostname, host_id or host_id prefix)");
 		return EXIT_USAGE;
 	}
 	if ((at_s != NULL && (rv = cli_parse_time("--at", at_s, usage_top, &at)) != 0) ||
-	    (window_s != NULL && (rv = cli_parse_window(window_s, usage_top, &window)) != 0) ||
+	    (window_s != NULL && (rv = cli_parse_dur("--window", window_s, usage_top, &window)) != 0) ||
 	    (limit_s != NULL && (rv = cli_parse_limit(limit_s, usage_top, &limit)) != 0))
 		return rv;
 	if (window > 3600 * SH_NS_PER_SEC) {
@@ -632,68 +618,26 @@ static void print_flat(const char *prefix, json_t *v)
 
 static int cmd_stacks(struct cli_opts *o, int argc, char **argv)
 {
-	enum { OPT_FROM = OPT_HELP + 1, OPT_TO, OPT_FOLDED };
-	static const struct option longopts[] = {
-		GLOBAL_LONGOPTS,
-		{"host", required_argument, NULL, OPT_HOST},
-		{"from", required_argument, NULL, OPT_FROM},
-		{"to", required_argument, NULL, OPT_TO},
-		{"folded", no_argument, NULL, OPT_FOLDED},
-		{"limit", required_argument, NULL, OPT_LIMIT},
-		{NULL, 0, NULL, 0},
-	};
 	const char *host = NULL;
 	int64_t now = sh_now_wall_ns(), from = now - 60 * SH_NS_PER_SEC, to = now;
 	long limit = 10000;
 	bool folded = false, ok;
+	const struct cli_opt opts[] = {
+		{"host", required_argument, cli_opt_str_cb, &host, NULL},
+		{"from", required_argument, cli_opt_time_cb, &from, NULL},
+		{"to", required_argument, cli_opt_time_cb, &to, NULL},
+		{"folded", no_argument, cli_opt_flag_cb, &folded, NULL},
+		{"limit", required_argument, cli_opt_limit_cb, &limit, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"stacks", usage_stacks, opts, false};
 	struct cli_buf path = {0};
 	json_t *doc, *stacks, *st;
 	size_t i;
-	int c, rv;
+	int rv;
 
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(usage_stacks, stdout);
-			return 0;
-		}
-		if ((rv = cli_global_opt(o, c, usage_stacks)) != 1) {
-			if (rv != 0)
-				return rv;
-			continue;
-		}
-		switch (c) {
-		case OPT_HOST:
-			host = optarg;
-			break;
-		case OPT_FROM:
-			if ((rv = cli_parse_time("--from", optarg, usage_stacks, &from)) != 0)
-				return rv;
-			break;
-		case OPT_TO:
-			if ((rv = cli_parse_time("--to", optarg, usage_stacks, &to)) != 0)
-				return rv;
-			break;
-		case OPT_FOLDED:
-			folded = true;
-			break;
-		case OPT_LIMIT:
-			if ((rv = cli_parse_limit(optarg, usage_stacks, &limit)) != 0)
-				return rv;
-			break;
-		case ':':
-			cli_usage_error(usage_stacks, "option %s needs a value", argv[optind - 1]);
-			return EXIT_USAGE;
-		default:
-			cli_usage_error(usage_stacks, "unknown option \"%s\" for stacks", argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		cli_usage_error(usage_stacks, "unexpected argument \"%s\"", argv[optind]);
-		return EXIT_USAGE;
-	}
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, NULL)) != 0)
+		return rv < 0 ? 0 : rv;
 	if (host == NULL || host[0] == '\0') {
 		cli_usage_error(usage_stacks, "stacks needs --host (a hostname, host_id or host_id prefix)");
 		return EXIT_USAGE;
@@ -760,11 +704,18 @@ static int cmd_stacks(struct cli_opts *o, int argc, char **argv)
 
 static int cmd_stats(struct cli_opts *o, int argc, char **argv)
 {
+	const struct cli_opt opts[] = {
+		REFUSED("at"),
+		REFUSED("window"),
+		REFUSED("host"),
+		REFUSED("limit"),
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"stats", usage_stats, opts, false};
 	json_t *doc;
 	int rv;
 
-	rv = cli_parse_cmd_opts(o, argc, argv, usage_stats, NULL, NULL, NULL, NULL);
-	if (rv != 0)
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, NULL)) != 0)
 		return rv < 0 ? 0 : rv;
 	if ((rv = cli_request(o, "/api/stats", &doc)) != 0 || doc == NULL)
 		return rv;
@@ -802,36 +753,24 @@ static const struct command *find_command(const char *name)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {GLOBAL_LONGOPTS, {NULL, 0, NULL, 0}};
+	static const struct cli_optspec spec = {NULL, cli_usage_main, NULL, false};
 	struct cli_opts o = {.server = DEFAULT_SERVER, .timeout_ns = DEFAULT_TIMEOUT};
 	const struct command *cmd;
 	const char *env = getenv("SPIKEHOUND_SERVER");
-	int c, rv;
+	int argi, rv;
 
 	if (env != NULL && env[0] != '\0')
 		o.server = env;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(cli_usage_main, stdout);
-			return 0;
-		}
-		if ((rv = cli_global_opt(&o, c, cli_usage_main)) == 0)
-			continue;
-		if (rv == 1 && c == ':')
-			cli_usage_error(cli_usage_main, "option \"%s\" needs a value", argv[optind - 1]);
-		else if (rv == 1)
-			cli_usage_error(cli_usage_main, "unknown option \"%s\"", argv[optind - 1]);
-		return EXIT_USAGE;
-	}
-	if (optind >= argc) {
+	if ((rv = cli_parse_opts(&o, argc, argv, &spec, &argi)) != 0)
+		return rv < 0 ? 0 : rv;
+	if (argi >= argc) {
 		cli_usage_error(cli_usage_main, "no command given (hosts, spikes, incidents, incident, top, stacks, stats)");
 		return EXIT_USAGE;
 	}
-	if (strcmp(argv[optind], "help") == 0) {
-		if (optind + 1 < argc) {
-			if ((cmd = find_command(argv[optind + 1])) == NULL) {
-				cli_usage_error(cli_usage_main, "no such command \"%s\"", argv[optind + 1]);
+	if (strcmp(argv[argi], "help") == 0) {
+		if (argi + 1 < argc) {
+			if ((cmd = find_command(argv[argi + 1])) == NULL) {
+				cli_usage_error(cli_usage_main, "no such command \"%s\"", argv[argi + 1]);
 				return EXIT_USAGE;
 			}
 			fputs(cmd->usage, stdout);
@@ -840,14 +779,14 @@ int main(int argc, char **argv)
 		}
 		return 0;
 	}
-	if ((cmd = find_command(argv[optind])) == NULL) {
-		char *shown = cli_safe_text(argv[optind], TEXT_WIDTH);
+	if ((cmd = find_command(argv[argi])) == NULL) {
+		char *shown = cli_safe_text(argv[argi], TEXT_WIDTH);
 
 		cli_usage_error(cli_usage_main, "no such command \"%s\" (hosts, spikes, incidents, incident, top, stacks, stats)", shown);
 		free(shown);
 		return EXIT_USAGE;
 	}
-	rv = cmd->run(&o, argc - optind, argv + optind);
+	rv = cmd->run(&o, argc - argi, argv + argi);
 	if (fflush(stdout) != 0 && rv == 0) {
 		cli_error("could not write the output: %s", strerror(errno));
 		rv = EXIT_RUNTIME;

@@ -2,9 +2,9 @@
  * usage messages, growing buffers, terminal-safe text (strings from agents
  * are untrusted: control characters, C1 controls and bidi overrides are
  * shown escaped), aligned tables, cells formatted from JSON values, one
- * HTTP request to the aggregator's query API, and the options every command
- * accepts. cli.c holds main() and the command table; a command lives in
- * cli.c or in its own cli_<name>.c and is declared below.
+ * HTTP request to the aggregator's query API, and the table-driven option
+ * parser every command uses. cli.c holds main() and the command table; a
+ * command lives in cli.c or in its own cli_<name>.c and is declared below.
  *
  * Strings returned as char * are malloc'd: the caller frees them.
  */
@@ -56,26 +56,6 @@ struct cli_table {
 	char **cells;        /* nrows * ncols, safe texts */
 	size_t nrows, cap;
 };
-
-/* Long option values: commands add theirs after OPT_HELP (OPT_CMD and up). */
-enum {
-	OPT_SERVER = 256,
-	OPT_JSON,
-	OPT_TIMEOUT,
-	OPT_AT,
-	OPT_WINDOW,
-	OPT_HOST,
-	OPT_LIMIT,
-	OPT_HELP,
-	OPT_CMD = 300,
-};
-
-/* GLOBAL_LONGOPTS are the struct option entries of cli_global_opt's options. */
-#define GLOBAL_LONGOPTS                                                               \
-	{"server", required_argument, NULL, OPT_SERVER},                              \
-		{"json", no_argument, NULL, OPT_JSON},                                \
-		{"timeout", required_argument, NULL, OPT_TIMEOUT},                    \
-		{"help", no_argument, NULL, OPT_HELP}
 
 /* cli_usage_error prints "spikehound: <message>", usage's first line and
  * where to find more, to stderr. */
@@ -155,21 +135,62 @@ int cli_get(const struct cli_opts *o, const char *path_query, int *status, char 
  * EXIT_RUNTIME. */
 int cli_request(const struct cli_opts *o, const char *path_query, json_t **doc);
 
-/* cli_global_opt handles a getopt result of GLOBAL_LONGOPTS; returns 0, 1
- * when c is not a global option, or EXIT_USAGE (message printed). */
-int cli_global_opt(struct cli_opts *o, int c, const char *usage);
+/* cli_opt_fn parses an option's value arg (NULL for a no_argument option)
+ * into dst; flag is the option as "--name", for messages. Returns 0 or
+ * EXIT_USAGE (message printed, with usage's first line). */
+typedef int cli_opt_fn(void *dst, const char *flag, const char *arg, const char *usage);
 
-/* cli_parse_time, cli_parse_window and cli_parse_limit parse an option's
- * value; 0 or EXIT_USAGE (message printed). */
-int cli_parse_time(const char *name, const char *s, const char *usage, int64_t *ns);
-int cli_parse_window(const char *s, const char *usage, int64_t *ns);
+/* struct cli_opt is one long option of a command, besides the global
+ * --server, --json, --timeout and --help. has_arg is getopt's no_argument
+ * or required_argument. parse NULL: the option is known but the command
+ * refuses it ("hosts does not take option ..."). seen, when not NULL, is
+ * set once the option has been parsed. dst and seen are borrowed. */
+struct cli_opt {
+	const char *name;
+	int has_arg;
+	cli_opt_fn *parse;
+	void *dst;
+	bool *seen;
+};
+
+/* struct cli_optspec describes a command's options for cli_parse_opts.
+ * name is the command in "unknown option ... for NAME" (NULL: the
+ * program's own options before the command); usage is printed for -h and
+ * --help; opts ends with an entry whose name is NULL (opts NULL: only the
+ * global options). With permute, options may follow operands (capture show
+ * ID --host H); otherwise the first operand ends the options. */
+struct cli_optspec {
+	const char *name;
+	const char *usage;
+	const struct cli_opt *opts;
+	bool permute;
+};
+
+/* cli_parse_opts runs getopt over argv[1..argc-1] for spec's options and
+ * the global ones (into o), calling each option's parse in the order
+ * given. With argi NULL an operand is an error; otherwise *argi is set to
+ * the index of the first operand (argc: none) for the caller. Returns 0, -1
+ * after printing the usage for -h or --help, EXIT_USAGE (message printed),
+ * or EXIT_RUNTIME when spec has more than 32 options (a bug). */
+int cli_parse_opts(struct cli_opts *o, int argc, char **argv, const struct cli_optspec *spec,
+		   int *argi);
+
+/* cli_opt_flag_cb sets a bool; cli_opt_str_cb stores the value (a const
+ * char *, borrowed from argv); cli_opt_time_cb parses a TIME and
+ * cli_opt_dur_cb a duration of at least 0 (int64_t nanoseconds);
+ * cli_opt_limit_cb parses a --limit (long). For struct cli_opt's parse. */
+cli_opt_fn cli_opt_flag_cb;
+cli_opt_fn cli_opt_str_cb;
+cli_opt_fn cli_opt_time_cb;
+cli_opt_fn cli_opt_dur_cb;
+cli_opt_fn cli_opt_limit_cb;
+
+/* cli_parse_time, cli_parse_dur and cli_parse_limit parse the value s of
+ * option flag (a TIME, a duration of at least 0, a --limit); 0 or
+ * EXIT_USAGE (message printed). */
+int cli_parse_time(const char *flag, const char *s, const char *usage, int64_t *ns);
+int cli_parse_dur(const char *flag, const char *s, const char *usage, int64_t *ns);
 int cli_parse_limit(const char *s, const char *usage, long *limit);
-
-/* cli_parse_cmd_opts runs getopt over a command's arguments for the
- * common options --at, --window, --host, --limit (NULL pointer: the command
- * does not take it). Returns 0, -1 after printing --help, or EXIT_USAGE. */
-int cli_parse_cmd_opts(struct cli_opts *o, int argc, char **argv, const char *usage,
-		       const char **at, const char **window, const char **host, const char **limit);
 
 /* cli_usage_capture and cli_cmd_capture: `spikehound capture` (cli_capture.c):
  * view and export captures, list them, ask for new ones. */

@@ -97,15 +97,6 @@ const char cli_usage_capture[] =
 /* USAGE prints a usage error and evaluates to EXIT_USAGE. */
 #define USAGE(...) (cli_usage_error(cli_usage_capture, __VA_ARGS__), EXIT_USAGE)
 
-static int parse_dur(const char *name, const char *s, int64_t *ns)
-{
-	if (sh_parse_duration(s, ns) == 0 && *ns >= 0)
-		return 0;
-	cli_usage_error(cli_usage_capture, "bad %s \"%s\": expected a duration: %s", name, s,
-			cli_duration_formats);
-	return EXIT_USAGE;
-}
-
 static int parse_uint(const char *name, const char *s, long max, long *v)
 {
 	char *end;
@@ -685,128 +676,89 @@ static int diff_hosts(const struct cli_opts *o, const struct show *sh, json_t *d
 	return rv;
 }
 
+/* cpu_cb and pid_cb take --cpu N and --pid N into a struct
+ * agg_capview_filter. */
+static int cpu_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	struct agg_capview_filter *f = dst;
+	long v;
+	int rv;
+
+	if ((rv = parse_uint(flag, arg, 65535, &v)) != 0)
+		return rv;
+	f->has_cpu = true;
+	f->cpu = (uint32_t)v;
+	return 0;
+}
+
+static int pid_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	struct agg_capview_filter *f = dst;
+	long v;
+	int rv;
+
+	if ((rv = parse_uint(flag, arg, INT32_MAX, &v)) != 0)
+		return rv;
+	f->has_pid = true;
+	f->pid = (int32_t)v;
+	return 0;
+}
+
+/* top_cb takes --top N into a long. */
+static int top_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	return parse_uint(flag, arg, 100000, dst);
+}
+
+/* diff_cb takes --diff before[=DUR] into a struct show. */
+static int diff_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	struct show *sh = dst;
+	int rv;
+
+	if (strncmp(arg, "before", 6) != 0 || (arg[6] && arg[6] != '='))
+		return USAGE("bad --diff \"%s\": expected before or before=DUR", arg);
+	if (arg[6] == '=' &&
+	    (rv = cli_parse_dur("--diff before=", arg + 7, cli_usage_capture, &sh->before_ns)) != 0)
+		return rv;
+	if (sh->before_ns <= 0)
+		return USAGE("bad --diff \"%s\": the duration must be positive", arg);
+	sh->diff_before = true;
+	return 0;
+}
+
 static int cmd_show(struct cli_opts *o, int argc, char **argv)
 {
-	enum {
-		OPT_FILE = OPT_CMD,
-		OPT_FROM,
-		OPT_TO,
-		OPT_CPU,
-		OPT_PID,
-		OPT_FOLDED,
-		OPT_KSUFFIX,
-		OPT_PPROF,
-		OPT_SVG,
-		OPT_HEATMAP,
-		OPT_DIFF,
-		OPT_DIFF_HOSTS,
-		OPT_TOP,
-	};
-	static const struct option longopts[] = {
-		GLOBAL_LONGOPTS,
-		{"host", required_argument, NULL, OPT_HOST},
-		{"file", required_argument, NULL, OPT_FILE},
-		{"from", required_argument, NULL, OPT_FROM},
-		{"to", required_argument, NULL, OPT_TO},
-		{"cpu", required_argument, NULL, OPT_CPU},
-		{"pid", required_argument, NULL, OPT_PID},
-		{"folded", no_argument, NULL, OPT_FOLDED},
-		{"kernel-suffix", no_argument, NULL, OPT_KSUFFIX},
-		{"pprof", required_argument, NULL, OPT_PPROF},
-		{"svg", required_argument, NULL, OPT_SVG},
-		{"heatmap", required_argument, NULL, OPT_HEATMAP},
-		{"diff", required_argument, NULL, OPT_DIFF},
-		{"diff-hosts", no_argument, NULL, OPT_DIFF_HOSTS},
-		{"top", required_argument, NULL, OPT_TOP},
-		{NULL, 0, NULL, 0},
-	};
 	struct show sh = {.before_ns = DEFAULT_DIFF_BEFORE, .top = DEFAULT_TOP};
+	const struct cli_opt opts[] = {
+		{"host", required_argument, cli_opt_str_cb, &sh.host, NULL},
+		{"file", required_argument, cli_opt_str_cb, &sh.file, NULL},
+		{"from", required_argument, cli_opt_str_cb, &sh.from_s, NULL},
+		{"to", required_argument, cli_opt_str_cb, &sh.to_s, NULL},
+		{"cpu", required_argument, cpu_cb, &sh.f, NULL},
+		{"pid", required_argument, pid_cb, &sh.f, NULL},
+		{"folded", no_argument, cli_opt_flag_cb, &sh.folded, NULL},
+		{"kernel-suffix", no_argument, cli_opt_flag_cb, &sh.ksuffix, NULL},
+		{"pprof", required_argument, cli_opt_str_cb, &sh.pprof, NULL},
+		{"svg", required_argument, cli_opt_str_cb, &sh.svg, NULL},
+		{"heatmap", required_argument, cli_opt_str_cb, &sh.heatmap, NULL},
+		{"diff", required_argument, diff_cb, &sh, NULL},
+		{"diff-hosts", no_argument, cli_opt_flag_cb, &sh.diff_hosts, NULL},
+		{"top", required_argument, top_cb, &sh.top, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	/* options may follow the ID: capture show ID --host H */
+	const struct cli_optspec spec = {"capture show", cli_usage_capture, opts, true};
 	struct agg_capview *cv = NULL;
 	json_t *doc = NULL, *host;
-	long v;
-	int c, rv;
+	int argi, rv;
 
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(cli_usage_capture, stdout);
-			return 0;
-		}
-		if ((rv = cli_global_opt(o, c, cli_usage_capture)) != 1) {
-			if (rv != 0)
-				return rv;
-			continue;
-		}
-		switch (c) {
-		case OPT_HOST:
-			sh.host = optarg;
-			break;
-		case OPT_FILE:
-			sh.file = optarg;
-			break;
-		case OPT_FROM:
-			sh.from_s = optarg;
-			break;
-		case OPT_TO:
-			sh.to_s = optarg;
-			break;
-		case OPT_CPU:
-			if ((rv = parse_uint("--cpu", optarg, 65535, &v)) != 0)
-				return rv;
-			sh.f.has_cpu = true;
-			sh.f.cpu = (uint32_t)v;
-			break;
-		case OPT_PID:
-			if ((rv = parse_uint("--pid", optarg, INT32_MAX, &v)) != 0)
-				return rv;
-			sh.f.has_pid = true;
-			sh.f.pid = (int32_t)v;
-			break;
-		case OPT_FOLDED:
-			sh.folded = true;
-			break;
-		case OPT_KSUFFIX:
-			sh.ksuffix = true;
-			break;
-		case OPT_PPROF:
-			sh.pprof = optarg;
-			break;
-		case OPT_SVG:
-			sh.svg = optarg;
-			break;
-		case OPT_HEATMAP:
-			sh.heatmap = optarg;
-			break;
-		case OPT_DIFF:
-			if (strncmp(optarg, "before", 6) != 0 || (optarg[6] && optarg[6] != '='))
-				return USAGE("bad --diff \"%s\": expected before or before=DUR",
-					     optarg);
-			if (optarg[6] == '=' &&
-			    (rv = parse_dur("--diff before=", optarg + 7, &sh.before_ns)) != 0)
-				return rv;
-			if (sh.before_ns <= 0)
-				return USAGE("bad --diff \"%s\": the duration must be positive",
-					     optarg);
-			sh.diff_before = true;
-			break;
-		case OPT_DIFF_HOSTS:
-			sh.diff_hosts = true;
-			break;
-		case OPT_TOP:
-			if ((rv = parse_uint("--top", optarg, 100000, &sh.top)) != 0)
-				return rv;
-			break;
-		case ':':
-			return USAGE("option %s needs a value", argv[optind - 1]);
-		default:
-			return USAGE("unknown option \"%s\" for capture show", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
-		sh.id = argv[optind++];
-	if (optind < argc)
-		return USAGE("unexpected argument \"%s\"", argv[optind]);
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, &argi)) != 0)
+		return rv < 0 ? 0 : rv;
+	if (argi < argc)
+		sh.id = argv[argi++];
+	if (argi < argc)
+		return USAGE("unexpected argument \"%s\"", argv[argi]);
 	if (!sh.id == !sh.file)
 		return USAGE("capture show needs a capture ID or --file F%s",
 			     sh.id ? " (not both)" : "");
@@ -902,42 +854,20 @@ out:
 
 static int cmd_list(struct cli_opts *o, int argc, char **argv)
 {
-	enum { OPT_SINCE = OPT_CMD };
-	static const struct option longopts[] = {
-		GLOBAL_LONGOPTS,
-		{"since", required_argument, NULL, OPT_SINCE},
-		{NULL, 0, NULL, 0},
-	};
 	int64_t since = 3600 * SH_NS_PER_SEC;
+	const struct cli_opt opts[] = {
+		{"since", required_argument, cli_opt_dur_cb, &since, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"capture list", cli_usage_capture, opts, false};
 	struct cli_buf path = {0};
 	json_t *doc, *caps, *cap, *h;
 	struct cli_table t;
 	size_t i, j;
-	int c, rv;
+	int rv;
 
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(cli_usage_capture, stdout);
-			return 0;
-		}
-		if ((rv = cli_global_opt(o, c, cli_usage_capture)) != 1) {
-			if (rv != 0)
-				return rv;
-			continue;
-		}
-		if (c == OPT_SINCE) {
-			if ((rv = parse_dur("--since", optarg, &since)) != 0)
-				return rv;
-			continue;
-		}
-		if (c == ':')
-			return USAGE("option %s needs a value", argv[optind - 1]);
-		return USAGE("unknown option \"%s\" for capture list", argv[optind - 1]);
-	}
-	if (optind < argc)
-		return USAGE("unexpected argument \"%s\"", argv[optind]);
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, NULL)) != 0)
+		return rv < 0 ? 0 : rv;
 	cli_buf_printf(&path, "/api/captures?since=%" PRId64, since);
 	rv = cli_request(o, path.p, &doc);
 	free(path.p);
@@ -1021,68 +951,29 @@ static int cmd_list(struct cli_opts *o, int argc, char **argv)
 
 static int cmd_new(struct cli_opts *o, int argc, char **argv)
 {
-	enum { OPT_LABEL = OPT_CMD, OPT_ALL, OPT_BEFORE, OPT_AFTER };
-	static const struct option longopts[] = {
-		GLOBAL_LONGOPTS,
-		{"host", required_argument, NULL, OPT_HOST},
-		{"label", required_argument, NULL, OPT_LABEL},
-		{"all", no_argument, NULL, OPT_ALL},
-		{"at", required_argument, NULL, OPT_AT},
-		{"before", required_argument, NULL, OPT_BEFORE},
-		{"after", required_argument, NULL, OPT_AFTER},
-		{NULL, 0, NULL, 0},
-	};
 	const char *host = NULL, *label = NULL;
 	bool all = false;
 	int64_t at = sh_now_wall_ns(), before = 30 * SH_NS_PER_SEC, after = 5 * SH_NS_PER_SEC;
+	const struct cli_opt opts[] = {
+		{"host", required_argument, cli_opt_str_cb, &host, NULL},
+		{"label", required_argument, cli_opt_str_cb, &label, NULL},
+		{"all", no_argument, cli_opt_flag_cb, &all, NULL},
+		{"at", required_argument, cli_opt_time_cb, &at, NULL},
+		{"before", required_argument, cli_opt_dur_cb, &before, NULL},
+		{"after", required_argument, cli_opt_dur_cb, &after, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"capture", cli_usage_capture, opts, false};
 	struct cli_buf path = {0};
 	json_t *doc;
-	int c, rv;
+	int argi, rv;
 
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(cli_usage_capture, stdout);
-			return 0;
-		}
-		if ((rv = cli_global_opt(o, c, cli_usage_capture)) != 1) {
-			if (rv != 0)
-				return rv;
-			continue;
-		}
-		switch (c) {
-		case OPT_HOST:
-			host = optarg;
-			break;
-		case OPT_LABEL:
-			label = optarg;
-			break;
-		case OPT_ALL:
-			all = true;
-			break;
-		case OPT_AT:
-			if ((rv = cli_parse_time("--at", optarg, cli_usage_capture, &at)) != 0)
-				return rv;
-			break;
-		case OPT_BEFORE:
-			if ((rv = parse_dur("--before", optarg, &before)) != 0)
-				return rv;
-			break;
-		case OPT_AFTER:
-			if ((rv = parse_dur("--after", optarg, &after)) != 0)
-				return rv;
-			break;
-		case ':':
-			return USAGE("option %s needs a value", argv[optind - 1]);
-		default:
-			return USAGE("unknown option \"%s\" for capture", argv[optind - 1]);
-		}
-	}
-	if (optind < argc)
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, &argi)) != 0)
+		return rv < 0 ? 0 : rv;
+	if (argi < argc)
 		return USAGE("no such capture command \"%s\" (show, list, or --host H to ask "
 			     "for a capture)",
-			     argv[optind]);
+			     argv[argi]);
 	if ((host != NULL) + (label != NULL) + all != 1)
 		return USAGE("capture needs exactly one of --host H, --label K=V and --all");
 	if (label && (!strchr(label, '=') || label[0] == '='))

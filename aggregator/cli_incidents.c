@@ -154,77 +154,39 @@ static char *top_text(json_t *s)
 	return out;
 }
 
+/* since_cb parses --since DUR (more than 0) into an int64_t. */
+static int since_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	int64_t *since = dst;
+
+	if (sh_parse_duration(arg, since) != 0 || *since <= 0) {
+		cli_usage_error(usage, "bad --since \"%s\": expected %s", arg, cli_duration_formats);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
 int cli_cmd_incidents(struct cli_opts *o, int argc, char **argv)
 {
-	enum { OPT_SINCE = OPT_HELP + 1, OPT_FROM, OPT_TO };
-	static const struct option longopts[] = {
-		GLOBAL_LONGOPTS,
-		{"since", required_argument, NULL, OPT_SINCE},
-		{"from", required_argument, NULL, OPT_FROM},
-		{"to", required_argument, NULL, OPT_TO},
-		{"limit", required_argument, NULL, OPT_LIMIT},
-		{NULL, 0, NULL, 0},
-	};
 	int64_t since = 86400 * SH_NS_PER_SEC, from = 0, to = 0;
 	bool have_since = false, have_from = false, have_to = false, ok;
 	long limit = 100;
+	const struct cli_opt opts[] = {
+		{"since", required_argument, since_cb, &since, &have_since},
+		{"from", required_argument, cli_opt_time_cb, &from, &have_from},
+		{"to", required_argument, cli_opt_time_cb, &to, &have_to},
+		{"limit", required_argument, cli_opt_limit_cb, &limit, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"incidents", cli_usage_incidents, opts, false};
 	struct cli_buf path = {0};
 	struct cli_table t;
 	json_t *doc, *incs, *inc;
 	size_t i;
-	int c, rv;
+	int rv;
 
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(cli_usage_incidents, stdout);
-			return 0;
-		}
-		if ((rv = cli_global_opt(o, c, cli_usage_incidents)) != 1) {
-			if (rv != 0)
-				return rv;
-			continue;
-		}
-		switch (c) {
-		case OPT_SINCE:
-			if (sh_parse_duration(optarg, &since) != 0 || since <= 0) {
-				cli_usage_error(cli_usage_incidents,
-						"bad --since \"%s\": expected %s", optarg,
-						cli_duration_formats);
-				return EXIT_USAGE;
-			}
-			have_since = true;
-			break;
-		case OPT_FROM:
-			if ((rv = cli_parse_time("--from", optarg, cli_usage_incidents, &from)) !=
-			    0)
-				return rv;
-			have_from = true;
-			break;
-		case OPT_TO:
-			if ((rv = cli_parse_time("--to", optarg, cli_usage_incidents, &to)) != 0)
-				return rv;
-			have_to = true;
-			break;
-		case OPT_LIMIT:
-			if ((rv = cli_parse_limit(optarg, cli_usage_incidents, &limit)) != 0)
-				return rv;
-			break;
-		case ':':
-			cli_usage_error(cli_usage_incidents, "option %s needs a value",
-					argv[optind - 1]);
-			return EXIT_USAGE;
-		default:
-			cli_usage_error(cli_usage_incidents, "unknown option \"%s\" for incidents",
-					argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		cli_usage_error(cli_usage_incidents, "unexpected argument \"%s\"", argv[optind]);
-		return EXIT_USAGE;
-	}
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, NULL)) != 0)
+		return rv < 0 ? 0 : rv;
 	if (have_since && (have_from || have_to)) {
 		cli_usage_error(cli_usage_incidents,
 				"give either --since or --from/--to, not both");
@@ -370,20 +332,20 @@ static void print_hosts(json_t *hosts)
 
 int cli_cmd_incident(struct cli_opts *o, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		GLOBAL_LONGOPTS,
-		{"limit", required_argument, NULL, OPT_LIMIT},
-		{NULL, 0, NULL, 0},
-	};
 	const char *id_s = NULL;
 	long limit = 1000;
+	const struct cli_opt opts[] = {
+		{"limit", required_argument, cli_opt_limit_cb, &limit, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"incident", cli_usage_incident, opts, false};
 	struct cli_buf path = {0};
 	json_t *doc, *inc, *hosts, *events;
 	char *end, *title, *span;
 	long long id;
 	bool ok;
 	int64_t total;
-	int c, rv;
+	int argi, rv;
 
 	/* the ID may come first (spikehound incident 42 --json) or last */
 	if (argc > 1 && argv[1][0] != '-') {
@@ -392,37 +354,12 @@ int cli_cmd_incident(struct cli_opts *o, int argc, char **argv)
 		argc--;
 		argv++;
 	}
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(cli_usage_incident, stdout);
-			return 0;
-		}
-		if ((rv = cli_global_opt(o, c, cli_usage_incident)) != 1) {
-			if (rv != 0)
-				return rv;
-			continue;
-		}
-		switch (c) {
-		case OPT_LIMIT:
-			if ((rv = cli_parse_limit(optarg, cli_usage_incident, &limit)) != 0)
-				return rv;
-			break;
-		case ':':
-			cli_usage_error(cli_usage_incident, "option %s needs a value",
-					argv[optind - 1]);
-			return EXIT_USAGE;
-		default:
-			cli_usage_error(cli_usage_incident, "unknown option \"%s\" for incident",
-					argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc && id_s == NULL)
-		id_s = argv[optind++];
-	if (optind < argc) {
-		cli_usage_error(cli_usage_incident, "unexpected argument \"%s\"", argv[optind]);
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, &argi)) != 0)
+		return rv < 0 ? 0 : rv;
+	if (argi < argc && id_s == NULL)
+		id_s = argv[argi++];
+	if (argi < argc) {
+		cli_usage_error(cli_usage_incident, "unexpected argument \"%s\"", argv[argi]);
 		return EXIT_USAGE;
 	}
 	if (id_s == NULL) {

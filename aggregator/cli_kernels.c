@@ -350,73 +350,49 @@ static int write_html(json_t *doc, const char *path)
 	return 0;
 }
 
+/* since_cb parses --since DUR (more than 0, at most 400d) into an int64_t. */
+static int since_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	int64_t *since = dst;
+
+	if (sh_parse_duration(arg, since) != 0 || *since <= 0 || *since > SINCE_MAX) {
+		cli_usage_error(usage, "bad --since \"%s\": expected a duration up to 400d: %s", arg,
+				cli_duration_formats);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* by_cb takes --by kernel or --by label=KEY into a const char *. */
+static int by_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	if (strcmp(arg, "kernel") != 0 && (strncmp(arg, "label=", 6) != 0 || arg[6] == '\0')) {
+		cli_usage_error(usage, "bad --by \"%s\": expected kernel or label=KEY", arg);
+		return EXIT_USAGE;
+	}
+	*(const char **)dst = arg;
+	return 0;
+}
+
 int cli_cmd_kernels(struct cli_opts *o, int argc, char **argv)
 {
-	enum { OPT_SINCE = OPT_CMD, OPT_BY, OPT_BASELINE, OPT_HTML };
-	static const struct option longopts[] = {
-		GLOBAL_LONGOPTS,
-		{ "since", required_argument, NULL, OPT_SINCE },
-		{ "by", required_argument, NULL, OPT_BY },
-		{ "baseline", required_argument, NULL, OPT_BASELINE },
-		{ "html", required_argument, NULL, OPT_HTML },
-		{ NULL, 0, NULL, 0 },
-	};
 	const char *by = NULL, *baseline = NULL, *html = NULL;
 	int64_t since = 7 * 86400 * SH_NS_PER_SEC;
+	const struct cli_opt opts[] = {
+		{"since", required_argument, since_cb, &since, NULL},
+		{"by", required_argument, by_cb, &by, NULL},
+		{"baseline", required_argument, cli_opt_str_cb, &baseline, NULL},
+		{"html", required_argument, cli_opt_str_cb, &html, NULL},
+		{NULL, 0, NULL, NULL, NULL},
+	};
+	const struct cli_optspec spec = {"kernels", cli_usage_kernels, opts, false};
 	struct cli_opts q;
 	struct cli_buf path = { 0 };
 	json_t *doc = NULL;
-	int c, rv;
+	int rv;
 
-	optind = 0;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(cli_usage_kernels, stdout);
-			return 0;
-		}
-		if ((rv = cli_global_opt(o, c, cli_usage_kernels)) != 1) {
-			if (rv != 0)
-				return rv;
-			continue;
-		}
-		switch (c) {
-		case OPT_SINCE:
-			if (sh_parse_duration(optarg, &since) != 0 || since <= 0 || since > SINCE_MAX) {
-				cli_usage_error(cli_usage_kernels,
-						"bad --since \"%s\": expected a duration up to 400d: %s",
-						optarg, cli_duration_formats);
-				return EXIT_USAGE;
-			}
-			break;
-		case OPT_BY:
-			if (strcmp(optarg, "kernel") != 0 &&
-			    (strncmp(optarg, "label=", 6) != 0 || optarg[6] == '\0')) {
-				cli_usage_error(cli_usage_kernels,
-						"bad --by \"%s\": expected kernel or label=KEY", optarg);
-				return EXIT_USAGE;
-			}
-			by = optarg;
-			break;
-		case OPT_BASELINE:
-			baseline = optarg;
-			break;
-		case OPT_HTML:
-			html = optarg;
-			break;
-		case ':':
-			cli_usage_error(cli_usage_kernels, "option %s needs a value", argv[optind - 1]);
-			return EXIT_USAGE;
-		default:
-			cli_usage_error(cli_usage_kernels, "unknown option \"%s\" for kernels",
-					argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		cli_usage_error(cli_usage_kernels, "unexpected argument \"%s\"", argv[optind]);
-		return EXIT_USAGE;
-	}
+	if ((rv = cli_parse_opts(o, argc, argv, &spec, NULL)) != 0)
+		return rv < 0 ? 0 : rv;
 	q = *o;
 	cli_buf_printf(&path, "/api/kernels?since=%" PRId64 "ms", (int64_t)(since / SH_NS_PER_MS));
 	if (by && strcmp(by, "kernel") != 0) {

@@ -1,7 +1,7 @@
 /* cli_util.c: what every spikehound CLI command shares: error and usage
  * messages, growing buffers, terminal-safe text, aligned tables, cells
  * formatted from JSON values, the HTTP request to the query API and the
- * options every command accepts (see cli.h).
+ * option parser every command uses (see cli.h).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -610,42 +610,152 @@ int cli_request(const struct cli_opts *o, const char *path_query, json_t **doc)
 
 /* --- options --- */
 
-/* global_opt handles an option every command accepts; returns 0, 1 when
- * the option was not a global one, or EXIT_USAGE. */
-int cli_global_opt(struct cli_opts *o, int c, const char *usage)
+/* Values getopt_long returns for the global options and, from OPT_CMD on,
+ * for a command's options (OPT_CMD + index in struct cli_optspec's opts). */
+enum { OPT_SERVER = 256, OPT_JSON, OPT_TIMEOUT, OPT_HELP, OPT_CMD = 300 };
+
+#define MAX_CMD_OPTS 32
+
+static const struct option global_longopts[] = {
+	{"server", required_argument, NULL, OPT_SERVER},
+	{"json", no_argument, NULL, OPT_JSON},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"help", no_argument, NULL, OPT_HELP},
+};
+
+#define NGLOBAL (sizeof(global_longopts) / sizeof(global_longopts[0]))
+
+/* global_opt handles an option every command accepts: 0 or EXIT_USAGE. */
+static int global_opt(struct cli_opts *o, int c, const char *arg, const char *usage)
 {
 	switch (c) {
 	case OPT_SERVER:
-		o->server = optarg;
+		o->server = arg;
 		return 0;
 	case OPT_JSON:
 		o->json = true;
 		return 0;
-	case OPT_TIMEOUT:
-		if (sh_parse_duration(optarg, &o->timeout_ns) != 0 || o->timeout_ns <= 0) {
+	default: /* OPT_TIMEOUT */
+		if (sh_parse_duration(arg, &o->timeout_ns) != 0 || o->timeout_ns <= 0) {
 			cli_usage_error(usage, "bad --timeout \"%s\": expected a positive duration: %s",
-				    optarg, cli_duration_formats);
+					arg, cli_duration_formats);
 			return EXIT_USAGE;
 		}
 		return 0;
-	default:
-		return 1;
 	}
 }
 
-int cli_parse_time(const char *name, const char *s, const char *usage, int64_t *ns)
+int cli_parse_opts(struct cli_opts *o, int argc, char **argv, const struct cli_optspec *spec,
+		   int *argi)
+{
+	struct option longopts[NGLOBAL + MAX_CMD_OPTS + 1];
+	const char *usage = spec->usage;
+	size_t n = NGLOBAL, i;
+	int c, rv;
+
+	memcpy(longopts, global_longopts, sizeof(global_longopts));
+	for (i = 0; spec->opts != NULL && spec->opts[i].name != NULL; i++) {
+		if (i == MAX_CMD_OPTS) {
+			cli_error("%s has more than %d options", spec->name, MAX_CMD_OPTS);
+			return EXIT_RUNTIME;
+		}
+		longopts[n++] = (struct option){spec->opts[i].name, spec->opts[i].has_arg, NULL,
+						OPT_CMD + (int)i};
+	}
+	longopts[n] = (struct option){NULL, 0, NULL, 0};
+
+	optind = 0; /* glibc: full re-initialization for this argv */
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, spec->permute ? ":h" : "+:h", longopts, NULL)) != -1) {
+		const struct cli_opt *opt;
+		char flag[64];
+
+		if (c == 'h' || c == OPT_HELP) {
+			fputs(usage, stdout);
+			return -1;
+		}
+		if (c >= OPT_SERVER && c < OPT_HELP) {
+			if ((rv = global_opt(o, c, optarg, usage)) != 0)
+				return rv;
+			continue;
+		}
+		if (c == ':') {
+			if (spec->name == NULL)
+				cli_usage_error(usage, "option \"%s\" needs a value", argv[optind - 1]);
+			else
+				cli_usage_error(usage, "option %s needs a value", argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+		if (c < OPT_CMD) { /* '?': unknown, ambiguous or given a value it does not take */
+			if (spec->name == NULL)
+				cli_usage_error(usage, "unknown option \"%s\"", argv[optind - 1]);
+			else
+				cli_usage_error(usage, "unknown option \"%s\" for %s", argv[optind - 1],
+						spec->name);
+			return EXIT_USAGE;
+		}
+		opt = &spec->opts[c - OPT_CMD];
+		if (opt->parse == NULL) {
+			cli_usage_error(usage, "%s does not take option \"%s\"", spec->name,
+					argv[optind - 1]);
+			return EXIT_USAGE;
+		}
+		snprintf(flag, sizeof(flag), "--%s", opt->name);
+		if ((rv = opt->parse(opt->dst, flag, optarg, usage)) != 0)
+			return rv;
+		if (opt->seen != NULL)
+			*opt->seen = true;
+	}
+	if (argi != NULL) {
+		*argi = optind;
+	} else if (optind < argc) {
+		cli_usage_error(usage, "unexpected argument \"%s\"", argv[optind]);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+int cli_opt_flag_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	*(bool *)dst = true;
+	return 0;
+}
+
+int cli_opt_str_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	*(const char **)dst = arg;
+	return 0;
+}
+
+int cli_opt_time_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	return cli_parse_time(flag, arg, usage, dst);
+}
+
+int cli_opt_dur_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	return cli_parse_dur(flag, arg, usage, dst);
+}
+
+int cli_opt_limit_cb(void *dst, const char *flag, const char *arg, const char *usage)
+{
+	return cli_parse_limit(arg, usage, dst);
+}
+
+int cli_parse_time(const char *flag, const char *s, const char *usage, int64_t *ns)
 {
 	if (sh_parse_time(s, sh_now_wall_ns(), ns) == 0)
 		return 0;
-	cli_usage_error(usage, "bad %s \"%s\": expected %s", name, s, cli_time_formats);
+	cli_usage_error(usage, "bad %s \"%s\": expected %s", flag, s, cli_time_formats);
 	return EXIT_USAGE;
 }
 
-int cli_parse_window(const char *s, const char *usage, int64_t *ns)
+int cli_parse_dur(const char *flag, const char *s, const char *usage, int64_t *ns)
 {
 	if (sh_parse_duration(s, ns) == 0 && *ns >= 0)
 		return 0;
-	cli_usage_error(usage, "bad --window \"%s\": expected a duration: %s", s, cli_duration_formats);
+	cli_usage_error(usage, "bad %s \"%s\": expected a duration: %s", flag, s,
+			cli_duration_formats);
 	return EXIT_USAGE;
 }
 
@@ -659,69 +769,4 @@ int cli_parse_limit(const char *s, const char *usage, long *limit)
 		return 0;
 	cli_usage_error(usage, "bad --limit \"%s\": expected a number from 1 to 1000000", s);
 	return EXIT_USAGE;
-}
-
-/* parse_cmd_opts runs getopt over a command's arguments; fills the
- * command's own options through the pointers it was given (NULL: the
- * command has no such option). Returns 0, -1 after printing --help, or
- * EXIT_USAGE. */
-int cli_parse_cmd_opts(struct cli_opts *o, int argc, char **argv, const char *usage,
-			  const char **at, const char **window, const char **host,
-			  const char **limit)
-{
-	static const struct option longopts[] = {
-		GLOBAL_LONGOPTS,
-		{"at", required_argument, NULL, OPT_AT},
-		{"window", required_argument, NULL, OPT_WINDOW},
-		{"host", required_argument, NULL, OPT_HOST},
-		{"limit", required_argument, NULL, OPT_LIMIT},
-		{NULL, 0, NULL, 0},
-	};
-	int c, rv;
-
-	optind = 0; /* glibc: full re-initialization for the command's argv */
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
-		const char **slot = NULL;
-
-		if (c == 'h' || c == OPT_HELP) {
-			fputs(usage, stdout);
-			return -1;
-		}
-		if ((rv = cli_global_opt(o, c, usage)) != 1) {
-			if (rv != 0)
-				return rv;
-			continue;
-		}
-		switch (c) {
-		case OPT_AT:
-			slot = at;
-			break;
-		case OPT_WINDOW:
-			slot = window;
-			break;
-		case OPT_HOST:
-			slot = host;
-			break;
-		case OPT_LIMIT:
-			slot = limit;
-			break;
-		case ':':
-			cli_usage_error(usage, "option %s needs a value", argv[optind - 1]);
-			return EXIT_USAGE;
-		default:
-			cli_usage_error(usage, "unknown option \"%s\" for %s", argv[optind - 1], argv[0]);
-			return EXIT_USAGE;
-		}
-		if (slot == NULL) {
-			cli_usage_error(usage, "%s does not take option \"%s\"", argv[0], argv[optind - 1]);
-			return EXIT_USAGE;
-		}
-		*slot = optarg;
-	}
-	if (optind < argc) {
-		cli_usage_error(usage, "unexpected argument \"%s\"", argv[optind]);
-		return EXIT_USAGE;
-	}
-	return 0;
 }
