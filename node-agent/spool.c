@@ -64,6 +64,7 @@ struct agent_spool {
 	uint64_t bytes;
 
 	uint64_t dropped_pending, dropped_total, corrupt_total;
+	uint64_t disk_full_total; /* entries dropped because the disk was full */
 
 	/* Reservations, persisted in the state file: every seq of st_boot up to
 	 * seq_limit and every counter up to file_limit may have been used. */
@@ -346,6 +347,23 @@ static void drop_oldest(struct agent_spool *sp)
 	sp->dropped_total++;
 }
 
+/* make_room answers a write that failed with err: when the file system
+ * is full (the spool's cap is not the only limit: the disk is shared), the
+ * oldest entry is dropped (summaries first, counted like any drop) so that
+ * the newest data gets in. Returns true when the write is worth retrying. */
+static bool make_room(struct agent_spool *sp, int err)
+{
+	if ((err != -ENOSPC && err != -EDQUOT) || !sp->head)
+		return false;
+	sp->disk_full_total++;
+	if ((sp->disk_full_total & (sp->disk_full_total - 1)) == 0) /* 1, 2, 4, 8, ... */
+		sh_warn("spool \"%s\": the file system is full: dropping the oldest entries to "
+			"make room (%" PRIu64 " so far)",
+			sp->dir, sp->disk_full_total);
+	drop_oldest(sp);
+	return true;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -601,7 +619,9 @@ int agent_spool_next_seq(struct agent_spool *sp, const char *boot_id, uint64_t *
 	}
 	if (next > limit) {
 		limit = next + AGENT_SPOOL_SEQ_BLOCK - 1;
-		err = state_save(sp, boot_id, limit, sp->file_limit);
+		while ((err = state_save(sp, boot_id, limit, sp->file_limit)) != 0 &&
+		       make_room(sp, err))
+			;
 		if (err)
 			goto cleanup;
 	}
@@ -660,7 +680,9 @@ int agent_spool_append(struct agent_spool *sp, int kind, const char *boot_id, ui
 	if (sp->file_next > sp->file_limit) {
 		uint64_t limit = sp->file_next + AGENT_SPOOL_SEQ_BLOCK - 1;
 
-		err = state_save(sp, sp->st_boot, sp->seq_limit, limit);
+		while ((err = state_save(sp, sp->st_boot, sp->seq_limit, limit)) != 0 &&
+		       make_room(sp, err))
+			;
 		if (err)
 			goto cleanup;
 		sp->file_limit = limit;
@@ -669,7 +691,9 @@ int agent_spool_append(struct agent_spool *sp, int kind, const char *boot_id, ui
 		drop_oldest(sp);
 	e->counter = sp->file_next++;
 	entry_path(sp, e->counter, path, sizeof(path));
-	err = sh_write_file_atomic(path, buf, size, sp->do_fsync);
+	while ((err = sh_write_file_atomic(path, buf, size, sp->do_fsync)) != 0 &&
+	       make_room(sp, err))
+		;
 	if (err) {
 		sh_err("could not write spool entry \"%s\": %s", path, strerror(-err));
 		goto cleanup;
@@ -897,6 +921,16 @@ uint64_t agent_spool_dropped_total(struct agent_spool *sp)
 
 	pthread_mutex_lock(&sp->mu);
 	n = sp->dropped_total;
+	pthread_mutex_unlock(&sp->mu);
+	return n;
+}
+
+uint64_t agent_spool_disk_full_total(struct agent_spool *sp)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&sp->mu);
+	n = sp->disk_full_total;
 	pthread_mutex_unlock(&sp->mu);
 	return n;
 }

@@ -12,7 +12,10 @@
  * The spool is bounded: an append that does not fit drops the oldest
  * summaries first, then (when only events and chunks remain) the oldest
  * entries of any kind, and counts every drop so the next message can say so
- * (AgentMessage.dropped_before).
+ * (AgentMessage.dropped_before). A full file system (before the cap is
+ * reached: the disk is shared) is met the same way: the oldest entries make
+ * room for the newest, counted as drops and in agent_spool_disk_full_total.
+ * An append fails only when nothing is left to drop.
  *
  * All functions are thread-safe (one internal mutex): typically a collector
  * thread appends while the sender thread peeks and removes.
@@ -142,6 +145,10 @@ uint64_t agent_spool_dropped_total(struct agent_spool *sp);
 /* agent_spool_corrupt_total returns the number of corrupt entry files deleted
  * since the open. */
 uint64_t agent_spool_corrupt_total(struct agent_spool *sp);
+
+/* agent_spool_disk_full_total returns how many entries were dropped
+ * because the file system was full. */
+uint64_t agent_spool_disk_full_total(struct agent_spool *sp);
 
 /* agent_spool_count returns the number of entries in the spool. */
 size_t agent_spool_count(struct agent_spool *sp);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -635,6 +636,63 @@ static void test_two_threads(void **state)
 	agent_spool_close(sp);
 }
 
+/* A full file system before the cap: on a 128 KiB tmpfs (root only) the
+ * spool keeps taking appends by dropping its oldest entries, counts them,
+ * and what it keeps is the newest data, intact, also after a reopen. */
+static void test_disk_full(void **state)
+{
+	const char *dir = *state;
+	struct agent_spool *sp;
+	struct agent_spool_batch b = { 0 };
+	uint8_t want[4096];
+	uint64_t seq = 0, first_kept;
+	size_t n;
+
+	if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, "size=128k,mode=0700") != 0) {
+		fprintf(stderr, "SKIP test_disk_full: cannot mount a small tmpfs (%s)\n",
+			geteuid() ? "not root" : strerror(errno));
+		skip();
+	}
+	assert_int_equal(agent_spool_open(dir, 64u << 20, false, &sp), 0);
+	for (int i = 0; i < 100; i++) {
+		assert_int_equal(agent_spool_next_seq(sp, BOOT, &seq), 0);
+		append_one(sp, AGENT_SPOOL_SUMMARY, BOOT, seq, 4000);
+	}
+	/* an event when the disk is full: a summary makes room */
+	assert_int_equal(agent_spool_next_seq(sp, BOOT, &seq), 0);
+	append_one(sp, AGENT_SPOOL_EVENT, BOOT, seq, 3000);
+	n = agent_spool_count(sp);
+	print_message("128 KiB tmpfs: %zu entries kept, %llu dropped for a full disk\n", n,
+		      (unsigned long long)agent_spool_disk_full_total(sp));
+	assert_true(n >= 10 && n < 40);
+	assert_int_equal(agent_spool_disk_full_total(sp), 101 - n);
+	assert_int_equal(agent_spool_dropped_total(sp), 101 - n);
+	agent_spool_close(sp);
+
+	/* reopened: the newest entries, consecutive, intact, none corrupt */
+	assert_int_equal(agent_spool_open(dir, 64u << 20, false, &sp), 0);
+	assert_int_equal(agent_spool_count(sp), n);
+	assert_int_equal(agent_spool_corrupt_total(sp), 0);
+	assert_int_equal(agent_spool_peek(sp, 1000, SIZE_MAX, &b), 0);
+	assert_int_equal(b.n, n);
+	first_kept = b.msgs[0].seq;
+	for (size_t i = 0; i < b.n; i++) {
+		assert_true(b.msgs[i].seq == first_kept + i);
+		fill(want, b.msgs[i].len, b.msgs[i].seq);
+		assert_memory_equal(b.msgs[i].data, want, b.msgs[i].len);
+	}
+	assert_int_equal(b.msgs[b.n - 1].kind, AGENT_SPOOL_EVENT);
+	assert_true(b.msgs[b.n - 1].seq == seq);
+	agent_spool_batch_free(&b);
+	agent_spool_close(sp);
+}
+
+static int teardown_mount(void **state)
+{
+	umount2(*state, MNT_DETACH);
+	return teardown_dir(state);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -648,6 +706,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_corrupt_entries, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_wait_and_wake, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_two_threads, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_disk_full, setup_dir, teardown_mount),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
