@@ -2,25 +2,18 @@
 #include "capture.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uthash.h>
-#include <zstd.h>
 
+#include "capwire.h"
 #include "log.h"
 #include "timeutil.h"
 
-#define DEFAULT_MAX_BYTES (64u << 20)
 #define DEFAULT_CHUNK_BYTES (256u << 10)
 #define MAX_CHUNK_BYTES (4u << 20)
-#define ZSTD_LEVEL 3
-/* serialized bytes allowed per compressed byte of the cap before the
- * capture is truncated (these records compress 5-10x) */
-#define RAW_PER_COMPRESSED 4
 
 struct stack_ent {
 	uint32_t id;   /* recorder stack id */
@@ -64,27 +57,9 @@ static char *xstrdup(const char *s)
 	return strdup(s ? s : "");
 }
 
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[b[i] >> 4];
-		out[2 * i + 1] = d[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 void agent_capture_sha256_hex(const void *data, size_t len, char out[65])
 {
-	uint8_t md[32];
-	unsigned int mdlen = 0;
-
-	if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
-		out[0] = '\0';
-		return;
-	}
-	hex(md, 32, out);
+	sh_capwire_sha256_hex(data, len, out); /* "" when it fails */
 }
 
 /* stack_new makes the CaptureStack of st; NULL on allocation failure. */
@@ -130,7 +105,7 @@ static Spikehound__CaptureStack *stack_new(struct take *t, const struct agent_st
 		if (t->src->sym)
 			agent_symbolize_user(t->src->sym, st->pid, ts_mono, a, &f);
 		agent_frame_format(&f, frame, sizeof(frame));
-		hex(f.build_id, f.build_id_len, bid);
+		sh_capwire_hex(f.build_id, f.build_id_len, bid);
 		cs->user_offsets[i] = f.module ? f.file_offset : st->uips[i];
 		if (!(cs->user_frames[i] = xstrdup(frame)) || !(cs->user_build_ids[i] = xstrdup(bid)))
 			goto fail;
@@ -292,38 +267,22 @@ static void take_fini(struct take *t)
 	free(t->events.v);
 }
 
-static bool wants(const Spikehound__CaptureRequest *req, const char *what)
-{
-	if (req->n_include == 0)
-		return true;
-	for (size_t i = 0; i < req->n_include; i++)
-		if (req->include[i] && strcmp(req->include[i], what) == 0)
-			return true;
-	return false;
-}
-
 int agent_capture_build(const struct agent_capture_src *src, const Spikehound__CaptureRequest *req,
 			uint8_t **out, size_t *len, struct agent_capture_result *res)
 {
 	Spikehound__Capture cap = SPIKEHOUND__CAPTURE__INIT;
 	struct agent_recorder_stats rs;
 	struct take t = { 0 };
-	uint64_t max_bytes = req->max_bytes ? req->max_bytes
-					    : src->default_max_bytes ? src->default_max_bytes
-								     : DEFAULT_MAX_BYTES;
-	uint8_t *raw = NULL, *z = NULL;
-	size_t raw_len, zcap, zlen;
+	uint64_t max_bytes = sh_capwire_max_bytes(req, src->default_max_bytes);
+	uint8_t *z = NULL;
+	size_t raw_len, zlen;
 	int rv = 0;
 
 	memset(res, 0, sizeof(*res));
 	*out = NULL;
 	*len = 0;
-	if (req->to_ns <= req->from_ns || req->to_ns - req->from_ns > AGENT_CAPTURE_MAX_WINDOW_NS) {
-		snprintf(res->error, sizeof(res->error),
-			 "bad window: it must end after it starts and span at most %lld s",
-			 AGENT_CAPTURE_MAX_WINDOW_NS / SH_NS_PER_SEC);
-		return -EINVAL;
-	}
+	if ((rv = sh_capwire_check_window(req, res->error, sizeof(res->error))) != 0)
+		return rv;
 	if (!src->rec) {
 		snprintf(res->error, sizeof(res->error),
 			 "no_recorder: this agent has no flight recorder (BPF unavailable)");
@@ -341,8 +300,9 @@ int agent_capture_build(const struct agent_capture_src *src, const Spikehound__C
 			 rs.records ? (double)(sh_now_mono_ns() - rs.newest_ns) / 1e9 : 0.0);
 		return -ENODATA;
 	}
-	t.raw_limit = max_bytes > SIZE_MAX / RAW_PER_COMPRESSED ? SIZE_MAX
-								: (size_t)max_bytes * RAW_PER_COMPRESSED;
+	t.raw_limit = max_bytes > SIZE_MAX / SH_CAPWIRE_RAW_PER_COMPRESSED
+			      ? SIZE_MAX
+			      : (size_t)max_bytes * SH_CAPWIRE_RAW_PER_COMPRESSED;
 	agent_recorder_foreach(src->rec, t.from_mono, t.to_mono, visit_cb, &t);
 	if (t.err) {
 		snprintf(res->error, sizeof(res->error), "out of memory while reading the recorder");
@@ -358,52 +318,30 @@ int agent_capture_build(const struct agent_capture_src *src, const Spikehound__C
 	cap.trigger = req->trigger ? req->trigger : "";
 	cap.truncated = t.truncated;
 	cap.sample_hz = src->sample_hz;
-	if (wants(req, "samples")) {
+	if (sh_capwire_wants(req, "samples")) {
 		cap.stacks = (Spikehound__CaptureStack **)t.stacks.v;
 		cap.n_stacks = t.stacks.n;
 		cap.samples = (Spikehound__CaptureSample **)t.samples.v;
 		cap.n_samples = t.samples.n;
 	}
-	if (wants(req, "events")) {
+	if (sh_capwire_wants(req, "events")) {
 		cap.events = (Spikehound__SpikeEvent **)t.events.v;
 		cap.n_events = t.events.n;
 	}
-	if (wants(req, "metrics")) {
+	if (sh_capwire_wants(req, "metrics")) {
 		cap.metrics = (Spikehound__MetricSecond **)t.metrics.v;
 		cap.n_metrics = t.metrics.n;
 	}
-	if (wants(req, "procs")) {
+	if (sh_capwire_wants(req, "procs")) {
 		cap.procs = (Spikehound__CaptureProcEvent **)t.procs.v;
 		cap.n_procs = t.procs.n;
 		cap.processes = src->processes;
 		cap.n_processes = src->processes ? src->n_processes : 0;
 	}
-	raw_len = spikehound__capture__get_packed_size(&cap);
-	if (!(raw = malloc(raw_len ? raw_len : 1))) {
-		snprintf(res->error, sizeof(res->error), "out of memory (%zu bytes)", raw_len);
-		rv = -ENOMEM;
+	rv = sh_capwire_compress(&cap, max_bytes, &z, &zlen, &raw_len, res->error,
+				 sizeof(res->error));
+	if (rv)
 		goto out;
-	}
-	spikehound__capture__pack(&cap, raw);
-	zcap = ZSTD_compressBound(raw_len);
-	if (!(z = malloc(zcap))) {
-		snprintf(res->error, sizeof(res->error), "out of memory (%zu bytes)", zcap);
-		rv = -ENOMEM;
-		goto out;
-	}
-	zlen = ZSTD_compress(z, zcap, raw, raw_len, ZSTD_LEVEL);
-	if (ZSTD_isError(zlen)) {
-		snprintf(res->error, sizeof(res->error), "compression failed: %s",
-			 ZSTD_getErrorName(zlen));
-		rv = -EIO;
-		goto out;
-	}
-	if (zlen > max_bytes) {
-		snprintf(res->error, sizeof(res->error),
-			 "too_large: %zu bytes compressed, over the cap of %" PRIu64, zlen, max_bytes);
-		rv = -EFBIG;
-		goto out;
-	}
 	res->samples = cap.n_samples;
 	res->stacks = cap.n_stacks;
 	res->events = cap.n_events;
@@ -416,10 +354,7 @@ int agent_capture_build(const struct agent_capture_src *src, const Spikehound__C
 	res->truncated = t.truncated;
 	*out = z;
 	*len = zlen;
-	z = NULL;
 out:
-	free(raw);
-	free(z);
 	take_fini(&t);
 	return rv;
 }
@@ -455,7 +390,7 @@ int agent_capture_spool(const struct agent_capture_src *src, const Spikehound__C
 			struct agent_spool *spool, const char *host_id, const char *boot_id,
 			size_t chunk_bytes, struct agent_capture_result *res)
 {
-	Spikehound__CaptureChunk ch = SPIKEHOUND__CAPTURE_CHUNK__INIT;
+	Spikehound__CaptureChunk ch;
 	uint8_t *data = NULL;
 	size_t len = 0;
 	char sha[65];
@@ -465,10 +400,7 @@ int agent_capture_spool(const struct agent_capture_src *src, const Spikehound__C
 		chunk_bytes = DEFAULT_CHUNK_BYTES;
 	if (chunk_bytes > MAX_CHUNK_BYTES)
 		chunk_bytes = MAX_CHUNK_BYTES;
-	ch.capture_id = req->capture_id ? req->capture_id : "";
-	ch.trigger = req->trigger ? req->trigger : "";
-	ch.from_ns = req->from_ns;
-	ch.to_ns = req->to_ns;
+	sh_capwire_chunk_init(&ch, req);
 	rv = agent_capture_build(src, req, &data, &len, res);
 	if (rv < 0) {
 		ch.error = res->error;
@@ -476,17 +408,13 @@ int agent_capture_spool(const struct agent_capture_src *src, const Spikehound__C
 	}
 	agent_capture_sha256_hex(data, len, sha);
 	ch.sha256 = sha;
-	ch.total = (uint32_t)((len + chunk_bytes - 1) / chunk_bytes);
+	ch.total = sh_capwire_chunk_count(len, chunk_bytes);
 	ch.compressed_bytes = len;
 	ch.raw_bytes = res->raw_bytes;
 	ch.from_ns = res->held_from_ns;
 	ch.to_ns = res->held_to_ns;
 	for (uint32_t i = 0; i < ch.total && rv == 0; i++) {
-		size_t off = (size_t)i * chunk_bytes;
-
-		ch.index = i;
-		ch.data.data = data + off;
-		ch.data.len = len - off < chunk_bytes ? len - off : chunk_bytes;
+		sh_capwire_chunk_slice(&ch, data, len, chunk_bytes, i);
 		rv = spool_chunk(spool, host_id, boot_id, &ch);
 	}
 	res->chunks = ch.total;

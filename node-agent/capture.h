@@ -10,7 +10,9 @@
  * The window is read and serialized in one pass while the recorder is
  * locked, so nothing of it can be overwritten while it is being taken;
  * the memory this needs is the serialized capture itself (bounded by the
- * size cap). Runs on the thread that feeds the symbolizer. */
+ * size cap). Runs on the thread that feeds the symbolizer. Compressing,
+ * hashing and cutting into chunks are shared with fleet-sim
+ * (common/capwire.h). */
 #ifndef AGENT_CAPTURE_H
 #define AGENT_CAPTURE_H
 
@@ -21,9 +23,6 @@
 #include "spikehound.pb-c.h"
 #include "spool.h"
 #include "symbolize.h"
-
-/* AGENT_CAPTURE_MAX_WINDOW_NS is the longest window a capture may span. */
-#define AGENT_CAPTURE_MAX_WINDOW_NS (600LL * 1000000000LL)
 
 /* agent_capture_src: where a capture is taken from; all borrowed. */
 struct agent_capture_src {
@@ -51,7 +50,8 @@ struct agent_capture_result {
  * compressed in *out (malloc'd, caller frees) with its length in *len.
  * Returns 0, or a negative errno with res->error saying why: -ENODATA (the
  * window is no longer, or not yet, in the recorder), -EINVAL (a bad
- * window), -EFBIG (larger than the cap even truncated), -ENOMEM. */
+ * window: see sh_capwire_check_window), -EFBIG (larger than the cap even
+ * truncated), -ENOMEM, -EIO (compression failed). */
 int agent_capture_build(const struct agent_capture_src *src, const Spikehound__CaptureRequest *req,
 			uint8_t **out, size_t *len, struct agent_capture_result *res);
 

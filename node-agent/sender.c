@@ -4,11 +4,11 @@
  * One request at a time: peek the oldest spool entries, frame them with a
  * fresh Hello into an AgentRequest, send, wait for the Ack, remove what it
  * reports stored or rejected. The spooled entries are already serialized
- * AgentMessages, so the request is framed by hand (field 1 = Hello, field 2 =
- * each message, both length-delimited) instead of being decoded and encoded
- * again. REQ's own resending is off: after a failure we back off and send the
- * oldest entries again as a new request, and nng drops any late reply to the
- * old one (its request id no longer matches).
+ * AgentMessages, so the request is framed by hand (common/agentreq.h) instead
+ * of being decoded and encoded again. REQ's own resending is off: after a
+ * failure we back off and send the oldest entries again as a new request,
+ * and nng drops any late reply to the old one (its request id no longer
+ * matches).
  */
 #include "sender.h"
 
@@ -25,7 +25,9 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include "agentreq.h"
 #include "log.h"
+#include "nngerr.h"
 #include "timeutil.h"
 
 #define DEFAULT_MAX_MSGS 64
@@ -39,10 +41,6 @@
 #define SKEW_SAMPLES 8
 #define WARN_INTERVAL_NS (30 * SH_NS_PER_SEC)
 #define REJECT_WARN_INTERVAL_NS (10 * SH_NS_PER_SEC)
-
-/* Protobuf keys of AgentRequest's fields (field number << 3 | wire type 2). */
-#define KEY_HELLO 0x0a
-#define KEY_MESSAGE 0x12
 
 struct skew_sample {
 	int64_t skew_ns;
@@ -76,40 +74,6 @@ struct agent_sender {
 	uint64_t reject_suppressed;
 };
 
-static int errno_from_nng(int rv)
-{
-	if (rv & NNG_ESYSERR)
-		return -(rv & ~NNG_ESYSERR);
-	switch (rv) {
-	case NNG_ENOMEM:
-		return -ENOMEM;
-	case NNG_ETIMEDOUT:
-		return -ETIMEDOUT;
-	case NNG_ECLOSED:
-	case NNG_ECANCELED:
-		return -ECANCELED;
-	case NNG_EINVAL:
-	case NNG_EADDRINVAL:
-		return -EINVAL;
-	case NNG_ENOTSUP:
-		return -ENOTSUP;
-	case NNG_ECONNREFUSED:
-		return -ECONNREFUSED;
-	case NNG_ECONNRESET:
-	case NNG_ECONNSHUT:
-	case NNG_ECONNABORTED:
-		return -ECONNRESET;
-	case NNG_EMSGSIZE:
-		return -EMSGSIZE;
-	case NNG_EPROTO:
-		return -EPROTO;
-	case NNG_EUNREACHABLE:
-		return -EHOSTUNREACH;
-	default:
-		return -EIO;
-	}
-}
-
 static bool is_stopping(struct agent_sender *s)
 {
 	bool stop;
@@ -127,27 +91,6 @@ static uint64_t rand_below(struct agent_sender *s, uint64_t n)
 	s->rng ^= s->rng << 25;
 	s->rng ^= s->rng >> 27;
 	return n ? (s->rng * 0x2545f4914f6cdd1dULL) % n : 0;
-}
-
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	return p;
 }
 
 /* note_failure records a failed attempt (err, a negative errno) and logs it:
@@ -278,27 +221,19 @@ static int build_request(const Spikehound__Hello *hello, const struct agent_spoo
 			 nng_msg **out)
 {
 	size_t hlen = spikehound__hello__get_packed_size(hello);
-	size_t total = 1 + varint_len(hlen) + hlen;
+	size_t total = sh_agentreq_field_size(hlen);
 	nng_msg *msg;
 	uint8_t *p;
 	int rv;
 
 	for (size_t i = 0; i < b->n; i++)
-		total += 1 + varint_len(b->msgs[i].len) + b->msgs[i].len;
+		total += sh_agentreq_field_size(b->msgs[i].len);
 	rv = nng_msg_alloc(&msg, total);
 	if (rv)
-		return errno_from_nng(rv);
-	p = nng_msg_body(msg);
-	*p++ = KEY_HELLO;
-	p = put_varint(p, hlen);
-	p += spikehound__hello__pack(hello, p);
-	for (size_t i = 0; i < b->n; i++) {
-		*p++ = KEY_MESSAGE;
-		p = put_varint(p, b->msgs[i].len);
-		if (b->msgs[i].len)
-			memcpy(p, b->msgs[i].data, b->msgs[i].len);
-		p += b->msgs[i].len;
-	}
+		return sh_errno_from_nng(rv);
+	p = sh_agentreq_put_hello(nng_msg_body(msg), hello, hlen);
+	for (size_t i = 0; i < b->n; i++)
+		p = sh_agentreq_put_message(p, b->msgs[i].data, b->msgs[i].len);
 	*out = msg;
 	return 0;
 }
@@ -380,7 +315,7 @@ static int send_batch(struct agent_sender *s)
 	rv = nng_sendmsg(s->sock, msg, 0);
 	if (rv) {
 		/* The message is still ours when sending fails. */
-		err = errno_from_nng(rv);
+		err = sh_errno_from_nng(rv);
 		if (!is_stopping(s))
 			note_failure(s, err, rv == NNG_ETIMEDOUT, "could not send: %s",
 				     nng_strerror(rv));
@@ -394,7 +329,7 @@ static int send_batch(struct agent_sender *s)
 
 	rv = nng_recvmsg(s->sock, &reply, 0);
 	if (rv) {
-		err = errno_from_nng(rv);
+		err = sh_errno_from_nng(rv);
 		if (!is_stopping(s))
 			note_failure(s, err, rv == NNG_ETIMEDOUT, "no reply: %s", nng_strerror(rv));
 		goto cleanup;
@@ -498,7 +433,7 @@ int agent_sender_start(struct agent_sender **out, const struct agent_sender_opts
 
 	rv = nng_req0_open(&s->sock);
 	if (rv) {
-		err = errno_from_nng(rv);
+		err = sh_errno_from_nng(rv);
 		sh_err("could not open a req socket: %s", nng_strerror(rv));
 		goto cleanup;
 	}
@@ -509,7 +444,7 @@ int agent_sender_start(struct agent_sender **out, const struct agent_sender_opts
 	    (rv = nng_socket_set_size(s->sock, NNG_OPT_RECVMAXSZ, ACK_MAX_BYTES)) ||
 	    (rv = nng_socket_set_ms(s->sock, NNG_OPT_RECONNMINT, RECONNECT_MIN_MS)) ||
 	    (rv = nng_socket_set_ms(s->sock, NNG_OPT_RECONNMAXT, RECONNECT_MAX_MS))) {
-		err = errno_from_nng(rv);
+		err = sh_errno_from_nng(rv);
 		sh_err("could not set req socket options: %s", nng_strerror(rv));
 		goto cleanup;
 	}
@@ -521,7 +456,7 @@ int agent_sender_start(struct agent_sender **out, const struct agent_sender_opts
 		rv = sh_tls_dial(s->sock, opts->addrs[i], opts->tls, NNG_FLAG_NONBLOCK, tls_err,
 				 sizeof(tls_err));
 		if (rv) {
-			err = errno_from_nng(rv);
+			err = sh_errno_from_nng(rv);
 			if (err == -ENOTSUP)
 				err = -EINVAL;
 			sh_err("could not dial \"%s\": %s", opts->addrs[i], tls_err);

@@ -2,22 +2,15 @@
 #include "capture.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
 
+#include "capwire.h"
 #include "rng.h"
 #include "timeutil.h"
 
-#define DEFAULT_MAX_BYTES (64u << 20)
 #define DEFAULT_HZ 99
-#define ZSTD_LEVEL 3 /* as the agent */
-/* serialized bytes allowed per compressed byte of the cap before the
- * samples are cut (as the agent) */
-#define RAW_PER_COMPRESSED 4
 #define SAMPLE_BYTES 24	    /* a packed CaptureSample with its key, about */
 #define MAX_SPIKE_STACKS 32 /* spike events whose culprit gets samples */
 #define MAX_FRAMES 64
@@ -102,17 +95,6 @@ static uint64_t str_hash(const char *s)
 	return v;
 }
 
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[b[i] >> 4];
-		out[2 * i + 1] = d[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 /* build_id writes a stable 20-byte build id of the file at path as hex. */
 static void build_id(const char *path, char out[41])
 {
@@ -124,7 +106,7 @@ static void build_id(const char *path, char out[41])
 
 		memcpy(b + 8 * i, &v, 8);
 	}
-	hex(b, 20, out);
+	sh_capwire_hex(b, 20, out);
 }
 
 /* is_libc tells whether a user frame is one of the C library's. */
@@ -573,64 +555,22 @@ static void take_fini(struct take *t)
 	free(t->samples);
 }
 
-static bool wants(const Spikehound__CaptureRequest *req, const char *what)
-{
-	if (req->n_include == 0)
-		return true;
-	for (size_t i = 0; i < req->n_include; i++)
-		if (req->include[i] && strcmp(req->include[i], what) == 0)
-			return true;
-	return false;
-}
-
 /* pack_compress packs cap, compresses it and hashes the result into res. */
 static int pack_compress(const Spikehound__Capture *cap, uint64_t max_bytes,
 			 struct fsim_capture_result *res)
 {
-	size_t raw_len = spikehound__capture__get_packed_size(cap), zcap, zlen;
-	uint8_t *raw = malloc(raw_len ? raw_len : 1), *z = NULL, md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	int rv = 0;
+	int rv = sh_capwire_compress(cap, max_bytes, &res->data, &res->len, &res->raw_bytes,
+				     res->error, sizeof(res->error));
 
-	if (!raw) {
-		snprintf(res->error, sizeof(res->error), "out of memory (%zu bytes)", raw_len);
-		return -ENOMEM;
-	}
-	spikehound__capture__pack(cap, raw);
-	zcap = ZSTD_compressBound(raw_len);
-	if (!(z = malloc(zcap))) {
-		snprintf(res->error, sizeof(res->error), "out of memory (%zu bytes)", zcap);
-		rv = -ENOMEM;
-		goto out;
-	}
-	zlen = ZSTD_compress(z, zcap, raw, raw_len, ZSTD_LEVEL);
-	if (ZSTD_isError(zlen)) {
-		snprintf(res->error, sizeof(res->error), "compression failed: %s",
-			 ZSTD_getErrorName(zlen));
-		rv = -EIO;
-		goto out;
-	}
-	if (zlen > max_bytes) {
-		snprintf(res->error, sizeof(res->error),
-			 "too_large: %zu bytes compressed, over the cap of %" PRIu64, zlen,
-			 max_bytes);
-		rv = -EFBIG;
-		goto out;
-	}
-	if (EVP_Digest(z, zlen, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+	if (rv)
+		return rv;
+	if (sh_capwire_sha256_hex(res->data, res->len, res->sha256) != 0) {
 		snprintf(res->error, sizeof(res->error), "could not compute the SHA-256");
-		rv = -EIO;
-		goto out;
+		fsim_capture_result_fini(res);
+		res->raw_bytes = 0;
+		return -EIO;
 	}
-	hex(md, 32, res->sha256);
-	res->raw_bytes = raw_len;
-	res->data = z;
-	res->len = zlen;
-	z = NULL;
-out:
-	free(raw);
-	free(z);
-	return rv;
+	return 0;
 }
 
 int fsim_capture_take(const struct fsim_capture_src *src, const Spikehound__CaptureRequest *req,
@@ -639,20 +579,14 @@ int fsim_capture_take(const struct fsim_capture_src *src, const Spikehound__Capt
 	Spikehound__Capture cap = SPIKEHOUND__CAPTURE__INIT;
 	struct fsim_hello hello;
 	struct take t = {0};
-	uint64_t max_bytes = req->max_bytes	      ? req->max_bytes
-			     : src->default_max_bytes ? src->default_max_bytes
-						      : DEFAULT_MAX_BYTES;
+	uint64_t max_bytes = sh_capwire_max_bytes(req, src->default_max_bytes);
 	uint32_t hz = src->sample_hz ? src->sample_hz : DEFAULT_HZ;
 	size_t n_max;
 	int rv;
 
 	memset(res, 0, sizeof(*res));
-	if (req->to_ns <= req->from_ns || req->to_ns - req->from_ns > FSIM_CAPTURE_MAX_WINDOW_NS) {
-		snprintf(res->error, sizeof(res->error),
-			 "bad window: it must end after it starts and span at most %lld s",
-			 FSIM_CAPTURE_MAX_WINDOW_NS / SH_NS_PER_SEC);
-		return -EINVAL;
-	}
+	if ((rv = sh_capwire_check_window(req, res->error, sizeof(res->error))) != 0)
+		return rv;
 	if (req->to_ns <= src->held_since_ns || req->from_ns >= src->now_ns) {
 		double held = (double)(src->now_ns - src->held_since_ns) / 1e9;
 
@@ -671,11 +605,11 @@ int fsim_capture_take(const struct fsim_capture_src *src, const Spikehound__Capt
 	t.cap_stacks = FSIM_GEN_MAX_STACKS + MAX_SPIKE_STACKS;
 	t.stacks = talloc(&t, t.cap_stacks * sizeof(*t.stacks));
 	t.stack_ptrs = talloc(&t, t.cap_stacks * sizeof(*t.stack_ptrs));
-	n_max = max_bytes > SIZE_MAX / RAW_PER_COMPRESSED
+	n_max = max_bytes > SIZE_MAX / SH_CAPWIRE_RAW_PER_COMPRESSED
 			? SIZE_MAX / SAMPLE_BYTES
-			: (size_t)max_bytes * RAW_PER_COMPRESSED / SAMPLE_BYTES;
+			: (size_t)max_bytes * SH_CAPWIRE_RAW_PER_COMPRESSED / SAMPLE_BYTES;
 	if (!t.stacks || !t.stack_ptrs || (rv = read_records(&t)) != 0 ||
-	    (wants(req, "samples") &&
+	    (sh_capwire_wants(req, "samples") &&
 	     ((rv = usual_stacks(&t)) != 0 || (rv = spike_stacks(&t)) != 0 ||
 	      (rv = draw_samples(&t, hz, n_max)) != 0)) ||
 	    (rv = inventory(&t)) != 0) {
@@ -693,21 +627,21 @@ int fsim_capture_take(const struct fsim_capture_src *src, const Spikehound__Capt
 	cap.trigger = req->trigger ? req->trigger : (char *)"";
 	cap.truncated = t.truncated;
 	cap.sample_hz = hz;
-	if (wants(req, "samples")) {
+	if (sh_capwire_wants(req, "samples")) {
 		cap.stacks = t.stack_ptrs;
 		cap.n_stacks = t.n_stacks;
 		cap.samples = t.sample_ptrs;
 		cap.n_samples = t.n_samples;
 	}
-	if (wants(req, "events")) {
+	if (sh_capwire_wants(req, "events")) {
 		cap.events = t.events;
 		cap.n_events = t.n_events;
 	}
-	if (wants(req, "metrics")) {
+	if (sh_capwire_wants(req, "metrics")) {
 		cap.metrics = t.metrics;
 		cap.n_metrics = t.n_metrics;
 	}
-	if (wants(req, "procs")) {
+	if (sh_capwire_wants(req, "procs")) {
 		cap.procs = t.procs;
 		cap.n_procs = t.n_procs;
 		cap.processes = t.process_ptrs;

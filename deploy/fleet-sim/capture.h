@@ -19,7 +19,10 @@
  * from before the live run began): a window it does not hold fails with
  * "window_gone: ...", as the real agent's does. Sample draws come from a
  * stream of their own (seeded from the run seed, the host and the capture
- * id), so taking a capture changes nothing else the host does. */
+ * id), so taking a capture changes nothing else the host does.
+ *
+ * The request's checks, the compression, the hash and the cutting into
+ * CaptureChunks (run.c) are the agent's own (common/capwire.h). */
 #ifndef FSIM_CAPTURE_H
 #define FSIM_CAPTURE_H
 
@@ -30,9 +33,6 @@
 #include "fleet.h"
 #include "gen.h"
 #include "spikehound.pb-c.h"
-
-/* FSIM_CAPTURE_MAX_WINDOW_NS is the longest window a capture may span. */
-#define FSIM_CAPTURE_MAX_WINDOW_NS (600LL * 1000000000LL)
 
 /* struct fsim_capture_src says where a capture is taken; all borrowed. */
 struct fsim_capture_src {
@@ -60,7 +60,7 @@ struct fsim_capture_result {
 /* fsim_capture_take takes the capture req asks for. Returns 0 with
  * res->data set, or a negative errno with res->error saying why: -ENODATA
  * (window_gone: the recorder does not hold the window), -EINVAL (a bad
- * window), -EFBIG (over max_bytes even truncated), -ENOMEM, -EIO. */
+ * window: see sh_capwire_check_window), -EFBIG (over max_bytes even truncated), -ENOMEM, -EIO. */
 int fsim_capture_take(const struct fsim_capture_src *src, const Spikehound__CaptureRequest *req,
 		      struct fsim_capture_result *res);
 

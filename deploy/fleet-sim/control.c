@@ -20,8 +20,8 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "log.h"
+#include "nngerr.h"
 #include "timeutil.h"
-#include "wire.h"
 
 #define ID_MAX 64
 #define SEEN_MAX 32	 /* command ids remembered per host */
@@ -207,7 +207,7 @@ int fsim_ctl_new(struct fsim_ctl **out, const struct fsim_ctl_opts *o, struct fs
 
 		if ((rv = nng_req0_open(sk)) != 0) {
 			sh_err("control: could not open a req socket: %s", nng_strerror(rv));
-			err = fsim_errno_from_nng(rv);
+			err = sh_errno_from_nng(rv);
 			goto fail;
 		}
 		c->n_socks++;
@@ -217,12 +217,12 @@ int fsim_ctl_new(struct fsim_ctl **out, const struct fsim_ctl_opts *o, struct fs
 		    (rv = nng_socket_set_ms(*sk, NNG_OPT_RECONNMINT, 100)) ||
 		    (rv = nng_socket_set_ms(*sk, NNG_OPT_RECONNMAXT, 2000))) {
 			sh_err("control: could not set req socket options: %s", nng_strerror(rv));
-			err = fsim_errno_from_nng(rv);
+			err = sh_errno_from_nng(rv);
 			goto fail;
 		}
 		if ((rv = nng_dial(*sk, c->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
 			sh_err("control: could not dial \"%s\": %s", c->url, nng_strerror(rv));
-			err = fsim_errno_from_nng(rv);
+			err = sh_errno_from_nng(rv);
 			goto fail;
 		}
 	}
@@ -238,7 +238,7 @@ int fsim_ctl_new(struct fsim_ctl **out, const struct fsim_ctl_opts *o, struct fs
 		    (rv = nng_aio_alloc(&hc->aio, ctl_cb, hc)) != 0) {
 			sh_err("control: could not set up the context of host %u: %s", i,
 			       nng_strerror(rv));
-			err = fsim_errno_from_nng(rv);
+			err = sh_errno_from_nng(rv);
 			goto fail;
 		}
 	}
@@ -529,7 +529,7 @@ static int start_poll(struct fsim_ctl *c, struct hctl *hc, int64_t now_ns)
 	poll.wait_ms = (uint32_t)c->o.wait_ms;
 	len = spikehound__control_poll__get_packed_size(&poll);
 	if ((rv = nng_msg_alloc(&msg, len)) != 0)
-		return fsim_errno_from_nng(rv);
+		return sh_errno_from_nng(rv);
 	spikehound__control_poll__pack(&poll, nng_msg_body(msg));
 	pthread_mutex_lock(&c->mu);
 	hc->sending = true;

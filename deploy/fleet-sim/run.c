@@ -29,17 +29,18 @@
 #include <string.h>
 #include <strings.h>
 
+#include "agentreq.h"
 #include "capture.h"
+#include "capwire.h"
 #include "control.h"
 #include "fleet.h"
 #include "gen.h"
 #include "log.h"
+#include "nngerr.h"
 #include "timeutil.h"
 #include "truth.h"
 #include "wire.h"
 
-#define KEY_HELLO 0x0a	 /* AgentRequest field 1, length-delimited */
-#define KEY_MESSAGE 0x12 /* AgentRequest field 2, length-delimited */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define MAX_REASONS 32
@@ -75,27 +76,6 @@ struct run {
 	uint64_t warn_suppressed;
 	int64_t *sent_mono; /* per host: when its request left */
 };
-
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
-static uint8_t *put_varint(uint8_t *p, uint64_t v)
-{
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	return p;
-}
 
 /* warn logs a delivery problem: the first at once, then at most one line
  * every 10 s with the number of those not shown. */
@@ -169,10 +149,10 @@ static int send_host(struct run *r, struct fsim_host *h, int64_t now_wall)
 	/* the simulated host's own clock says when it sends */
 	fsim_host_hello(r->f, h, now_wall, &hello);
 	hlen = spikehound__hello__get_packed_size(&hello.hello);
-	total = 1 + varint_len(hlen) + hlen;
+	total = sh_agentreq_field_size(hlen);
 	while (n < h->out_n && n < (size_t)o->batch) {
 		const struct fsim_out *e = &h->out[h->out_head + n];
-		size_t add = 1 + varint_len(e->len) + e->len;
+		size_t add = sh_agentreq_field_size(e->len);
 
 		if (e->release_ns > now_wall || (n > 0 && total + add > o->max_request_bytes))
 			break;
@@ -182,18 +162,12 @@ static int send_host(struct run *r, struct fsim_host *h, int64_t now_wall)
 	if (n == 0)
 		return 0;
 	if ((rv = nng_msg_alloc(&msg, total)) != 0)
-		return fsim_errno_from_nng(rv);
-	p = nng_msg_body(msg);
-	*p++ = KEY_HELLO;
-	p = put_varint(p, hlen);
-	p += spikehound__hello__pack(&hello.hello, p);
+		return sh_errno_from_nng(rv);
+	p = sh_agentreq_put_hello(nng_msg_body(msg), &hello.hello, hlen);
 	for (size_t i = 0; i < n; i++) {
 		const struct fsim_out *e = &h->out[h->out_head + i];
 
-		*p++ = KEY_MESSAGE;
-		p = put_varint(p, e->len);
-		memcpy(p, e->buf, e->len);
-		p += e->len;
+		p = sh_agentreq_put_message(p, e->buf, e->len);
 	}
 	h->busy = true;
 	h->inflight = n;
@@ -318,7 +292,8 @@ static int queue_chunks(struct run *r, struct fsim_host *h, const Spikehound__Ca
 {
 	size_t cb = r->o->capture_chunk_bytes;
 	bool failed = tmpl->error && tmpl->error[0];
-	size_t n = failed ? 1 : (len + cb - 1) / cb, pos = fsim_host_first_unreleased(h, now_wall);
+	size_t n = failed ? 1 : sh_capwire_chunk_count(len, cb);
+	size_t pos = fsim_host_first_unreleased(h, now_wall);
 	uint64_t first = pos < h->out_n ? h->out[h->out_head + pos].seq : h->seq + 1;
 	struct fsim_out *items = calloc(n ? n : 1, sizeof(*items));
 	int rv = 0;
@@ -330,12 +305,8 @@ static int queue_chunks(struct run *r, struct fsim_host *h, const Spikehound__Ca
 		Spikehound__CaptureChunk ch = *tmpl;
 		size_t mlen;
 
-		if (!failed) {
-			ch.index = (uint32_t)i;
-			ch.total = (uint32_t)n;
-			ch.data.data = (uint8_t *)data + i * cb;
-			ch.data.len = len - i * cb < cb ? len - i * cb : cb;
-		}
+		if (!failed)
+			sh_capwire_chunk_slice(&ch, data, len, cb, (uint32_t)i);
 		m.host_id = h->host_id;
 		m.boot_id = h->boot_id;
 		m.seq = first + i;
@@ -370,7 +341,7 @@ static void take_capture(struct run *r, const struct fsim_ctl_job *job, int64_t 
 {
 	struct fsim_host *h = &r->f->hosts[job->host];
 	const Spikehound__CaptureRequest *req = job->req;
-	Spikehound__CaptureChunk ch = SPIKEHOUND__CAPTURE_CHUNK__INIT;
+	Spikehound__CaptureChunk ch;
 	struct fsim_capture_src src = {
 		.f = r->f,
 		.g = r->g,
@@ -400,10 +371,7 @@ static void take_capture(struct run *r, const struct fsim_ctl_job *job, int64_t 
 	src.held_since_ns = src.now_ns - r->o->recorder_span_ns;
 	if (src.held_since_ns < r->live_start_ns + h->skew_ns)
 		src.held_since_ns = r->live_start_ns + h->skew_ns;
-	ch.capture_id = req->capture_id ? req->capture_id : (char *)"";
-	ch.trigger = req->trigger ? req->trigger : (char *)"";
-	ch.from_ns = req->from_ns;
-	ch.to_ns = req->to_ns;
+	sh_capwire_chunk_init(&ch, req);
 	rv = fsim_capture_take(&src, req, &res);
 	if (rv == 0) {
 		ch.sha256 = res.sha256;

@@ -15,6 +15,7 @@
 #include <nng/protocol/reqrep0/req.h>
 
 #include "log.h"
+#include "nngerr.h"
 #include "timeutil.h"
 
 #define ACK_MAX_BYTES (4 << 20)
@@ -44,42 +45,6 @@ struct fsim_wire {
 	struct slot *done_head, *done_tail;
 	bool woken; /* fsim_wire_wake was called */
 };
-
-int fsim_errno_from_nng(int rv)
-{
-	if (rv & NNG_ESYSERR)
-		return -(rv & ~NNG_ESYSERR);
-	switch (rv) {
-	case 0:
-		return 0;
-	case NNG_ENOMEM:
-		return -ENOMEM;
-	case NNG_ETIMEDOUT:
-		return -ETIMEDOUT;
-	case NNG_ECLOSED:
-	case NNG_ECANCELED:
-		return -ECANCELED;
-	case NNG_EINVAL:
-	case NNG_EADDRINVAL:
-		return -EINVAL;
-	case NNG_ENOTSUP:
-		return -ENOTSUP;
-	case NNG_ECONNREFUSED:
-		return -ECONNREFUSED;
-	case NNG_ECONNRESET:
-	case NNG_ECONNSHUT:
-	case NNG_ECONNABORTED:
-		return -ECONNRESET;
-	case NNG_EMSGSIZE:
-		return -EMSGSIZE;
-	case NNG_EPROTO:
-		return -EPROTO;
-	case NNG_EUNREACHABLE:
-		return -EHOSTUNREACH;
-	default:
-		return -EIO;
-	}
-}
 
 /* slot_cb runs on an nng thread: it checks the result first, passes a
  * successful send on to the receive, and otherwise queues the slot. */
@@ -143,7 +108,7 @@ int fsim_wire_new(struct fsim_wire **out, const struct fsim_wire_opts *o)
 
 		if ((rv = nng_req0_open(sk)) != 0) {
 			sh_err("could not open a req socket: %s", nng_strerror(rv));
-			err = fsim_errno_from_nng(rv);
+			err = sh_errno_from_nng(rv);
 			goto fail;
 		}
 		w->n_socks++;
@@ -152,12 +117,12 @@ int fsim_wire_new(struct fsim_wire **out, const struct fsim_wire_opts *o)
 		    (rv = nng_socket_set_ms(*sk, NNG_OPT_RECONNMINT, 100)) ||
 		    (rv = nng_socket_set_ms(*sk, NNG_OPT_RECONNMAXT, 2000))) {
 			sh_err("could not set req socket options: %s", nng_strerror(rv));
-			err = fsim_errno_from_nng(rv);
+			err = sh_errno_from_nng(rv);
 			goto fail;
 		}
 		if ((rv = nng_dial(*sk, o->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
 			sh_err("could not dial \"%s\": %s", o->url, nng_strerror(rv));
-			err = fsim_errno_from_nng(rv);
+			err = sh_errno_from_nng(rv);
 			goto fail;
 		}
 	}
@@ -170,7 +135,7 @@ int fsim_wire_new(struct fsim_wire **out, const struct fsim_wire_opts *o)
 							     NNG_DURATION_INFINITE)) != 0 ||
 		    (rv = nng_aio_alloc(&s->aio, slot_cb, s)) != 0) {
 			sh_err("could not set up request context %d: %s", i, nng_strerror(rv));
-			err = fsim_errno_from_nng(rv);
+			err = sh_errno_from_nng(rv);
 			w->n_slots = i + 1;
 			goto fail;
 		}
@@ -282,7 +247,7 @@ int fsim_wire_poll(struct fsim_wire *w, int timeout_ms, fsim_wire_done_fn cb, vo
 		struct slot *s = list;
 		nng_msg *reply = s->reply;
 		void *tag = s->tag;
-		int err = fsim_errno_from_nng(s->err);
+		int err = sh_errno_from_nng(s->err);
 
 		list = s->next;
 		s->reply = NULL;

@@ -51,7 +51,4 @@ int fsim_wire_poll(struct fsim_wire *w, int timeout_ms, fsim_wire_done_fn cb, vo
  * once; callable from any thread (others' completions use it). */
 void fsim_wire_wake(struct fsim_wire *w);
 
-/* fsim_errno_from_nng converts an nng error code to a negative errno. */
-int fsim_errno_from_nng(int rv);
-
 #endif
