@@ -54,6 +54,7 @@ struct agent_sender {
 	void *hello_arg;
 	size_t max_msgs, max_bytes;
 	int reply_timeout_ms, backoff_min_ms, backoff_max_ms;
+	bool tls; /* some address is tls+tcp:// */
 	nng_socket sock;
 	pthread_t thread;
 
@@ -118,9 +119,13 @@ static void note_failure(struct agent_sender *s, int err, bool timeout, const ch
 
 	s->failed_attempts++;
 	if (s->failed_attempts == 1 || now >= s->fail_warn_next_ns) {
+		/* nng retries a refused TLS handshake silently: say what to check */
 		sh_warn("could not deliver to the aggregator: %s (%" PRIu64
-			" failed attempt%s; retrying)",
-			msg, s->failed_attempts, s->failed_attempts == 1 ? "" : "s");
+			" failed attempt%s; retrying)%s",
+			msg, s->failed_attempts, s->failed_attempts == 1 ? "" : "s",
+			s->tls && timeout ? "; over tls+tcp:// a refused TLS handshake looks like "
+					    "this: check tls_ca, tls_cert/tls_key and tls_server_name" :
+					    "");
 		s->fail_warn_next_ns = now + WARN_INTERVAL_NS;
 	} else {
 		sh_debug("could not deliver to the aggregator: %s", msg);
@@ -453,6 +458,7 @@ int agent_sender_start(struct agent_sender **out, const struct agent_sender_opts
 			err = -EINVAL;
 			goto cleanup;
 		}
+		s->tls |= sh_tls_is_tls(opts->addrs[i]);
 		rv = sh_tls_dial(s->sock, opts->addrs[i], opts->tls, NNG_FLAG_NONBLOCK, tls_err,
 				 sizeof(tls_err));
 		if (rv) {
