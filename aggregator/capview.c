@@ -20,6 +20,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "htmlout.h"
 #include "profile.pb-c.h"
 #include "timeutil.h"
 
@@ -178,32 +179,6 @@ static char *cleaned(const char *s, size_t max)
 	return b.p;
 }
 
-/* put_xml writes n bytes of clean text s XML-escaped. */
-static void put_xml(FILE *out, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		switch (s[i]) {
-		case '&':
-			fputs("&amp;", out);
-			break;
-		case '<':
-			fputs("&lt;", out);
-			break;
-		case '>':
-			fputs("&gt;", out);
-			break;
-		case '"':
-			fputs("&quot;", out);
-			break;
-		case '\'':
-			fputs("&#39;", out);
-			break;
-		default:
-			fputc(s[i], out);
-		}
-	}
-}
-
 /* put_xml_raw writes untrusted text s cleaned and XML-escaped. */
 static void put_xml_raw(FILE *out, const char *s, size_t max)
 {
@@ -211,7 +186,7 @@ static void put_xml_raw(FILE *out, const char *s, size_t max)
 
 	clean(&b, s, 0, max);
 	if (b.p)
-		put_xml(out, b.p, b.len);
+		agg_htmlout_escape(out, b.p, b.len);
 	free(b.p);
 }
 
@@ -1548,9 +1523,9 @@ static void put_fit(FILE *out, const char *s, size_t n, size_t chars)
 			break;
 	}
 	if (count <= chars) {
-		put_xml(out, s, n);
+		agg_htmlout_escape(out, s, n);
 	} else {
-		put_xml(out, s, cut);
+		agg_htmlout_escape(out, s, cut);
 		fputs("..", out);
 	}
 }
@@ -1649,7 +1624,7 @@ int agg_capview_write_flamegraph(FILE *out, const struct agg_capview_set *s,
 		if (w < 0.1)
 			continue;
 		fputs("<g class=\"f\"><title>", out);
-		put_xml(out, name, nlen);
+		agg_htmlout_escape(out, name, nlen);
 		if (f->depth && is_kernel_type(f->name[0]))
 			fputs(" [kernel]", out);
 		if (o->diff) {

@@ -463,6 +463,25 @@ static const char *arr_text(struct arr *a)
 	return a->b.oom ? NULL : a->b.data;
 }
 
+/* arr_params ends the n literals of a into params[0..n-1] (owned by a);
+ * returns false when an allocation failed. */
+static bool arr_params(struct arr *a, size_t n, const char **params)
+{
+	bool ok = true;
+
+	for (size_t i = 0; i < n; i++)
+		if (!(params[i] = arr_text(&a[i])))
+			ok = false;
+	return ok;
+}
+
+/* arr_fini frees the n literals of a. */
+static void arr_fini(struct arr *a, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		agg_copybuf_fini(&a[i].b);
+}
+
 /* --- state --- */
 
 /* struct krate is the cached baseline of one kind. */
@@ -777,6 +796,22 @@ static void submit(struct agg_correlate *c, const char *sql, int nparams, const 
 		failed(c, "queueing a query", rv, NULL);
 }
 
+/* step_ok checks the result of a step's statement: when it failed, logs
+ * what failed and ends the cycle; when the correlator is stopping, ends the
+ * cycle. Returns whether the cycle goes on. */
+static bool step_ok(struct agg_correlate *c, const char *what, int status, const char *errmsg)
+{
+	if (status < 0) {
+		failed(c, what, status, errmsg);
+		return false;
+	}
+	if (c->stopping) {
+		end_cycle(c, 0);
+		return false;
+	}
+	return true;
+}
+
 /* --- lock and claim --- */
 
 static void lock_done_cb(struct agg_db *db, int status, PGresult *res, const char *errmsg,
@@ -784,14 +819,8 @@ static void lock_done_cb(struct agg_db *db, int status, PGresult *res, const cha
 {
 	struct agg_correlate *c = arg;
 
-	if (status < 0) {
-		failed(c, "taking the correlator lock", status, errmsg);
+	if (!step_ok(c, "taking the correlator lock", status, errmsg))
 		return;
-	}
-	if (c->stopping) {
-		end_cycle(c, 0);
-		return;
-	}
 	c->have_lock = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
 	if (!c->have_lock) {
 		if (!c->lock_logged)
@@ -839,14 +868,8 @@ static void claim_done_cb(struct agg_db *db, int status, PGresult *res, const ch
 	struct cycle *cy = c->cy;
 	int n;
 
-	if (status < 0) {
-		failed(c, "reading the queue", status, errmsg);
+	if (!step_ok(c, "reading the queue", status, errmsg))
 		return;
-	}
-	if (c->stopping) {
-		end_cycle(c, 0);
-		return;
-	}
 	n = PQntuples(res);
 	cy->info.claimed = n;
 	cy->info.more = n >= c->o.batch;
@@ -909,14 +932,8 @@ static void known_done_cb(struct agg_db *db, int status, PGresult *res, const ch
 	struct cycle *cy = c->cy;
 	int n;
 
-	if (status < 0) {
-		failed(c, "reading the open incidents", status, errmsg);
+	if (!step_ok(c, "reading the open incidents", status, errmsg))
 		return;
-	}
-	if (c->stopping) {
-		end_cycle(c, 0);
-		return;
-	}
 	n = PQntuples(res);
 	for (int i = 0; i < n; i++) {
 		const char *type = PQgetvalue(res, i, 2);
@@ -1184,14 +1201,8 @@ static void rates_done_cb(struct agg_db *db, int status, PGresult *res, const ch
 	struct cycle *cy = c->cy;
 	int n, rv = 0;
 
-	if (status < 0) {
-		failed(c, "counting events per host", status, errmsg);
+	if (!step_ok(c, "counting events per host", status, errmsg))
 		return;
-	}
-	if (c->stopping) {
-		end_cycle(c, 0);
-		return;
-	}
 	n = PQntuples(res);
 	if (RESERVE(cy->rr, cy->caprr, (size_t)n + 1) != 0) {
 		failed(c, "counting events per host", -ENOMEM, NULL);
@@ -1370,9 +1381,12 @@ static int cmp_q_host_kind_ts(const void *a, const void *b)
 static void step_context(struct agg_correlate *c)
 {
 	struct cycle *cy = c->cy;
-	struct arr bk = { 0 }, bf = { 0 }, bt = { 0 }, sh = { 0 }, sk = { 0 }, sf = { 0 }, st = { 0 };
+	/* the parameters: bursts' kinds, froms and tos; series' hosts, kinds,
+	 * froms and tos */
+	enum { BK, BF, BT, SH, SK, SF, ST, NPARAMS };
+	struct arr a[NPARAMS] = { 0 };
 	int64_t margin = c->o.gap_ns + 2 * (int64_t)(cy->max_skew_ms * SH_NS_PER_MS) + CONTEXT_PAD_NS;
-	const char *params[7];
+	const char *params[NPARAMS];
 	struct qev *q = malloc((cy->nq + 1) * sizeof(*q));
 
 	if (!q) {
@@ -1390,9 +1404,9 @@ static void step_context(struct agg_correlate *c)
 			j++;
 			t = q[j].ts + margin;
 		}
-		arr_str(&bk, cy->kinds.v[q[i].kind]);
-		arr_i64(&bf, f);
-		arr_i64(&bt, t);
+		arr_str(&a[BK], cy->kinds.v[q[i].kind]);
+		arr_i64(&a[BF], f);
+		arr_i64(&a[BT], t);
 		i = j + 1;
 	}
 	/* series: per (host, kind), the claimed span +/- lookback */
@@ -1402,42 +1416,27 @@ static void step_context(struct agg_correlate *c)
 
 		while (j + 1 < cy->nq && q[j + 1].host == q[i].host && q[j + 1].kind == q[i].kind)
 			j++;
-		arr_str(&sh, cy->hosts.v[q[i].host]);
-		arr_str(&sk, cy->kinds.v[q[i].kind]);
-		arr_i64(&sf, q[i].ts - c->o.lookback_ns);
-		arr_i64(&st, q[j].ts + c->o.lookback_ns);
+		arr_str(&a[SH], cy->hosts.v[q[i].host]);
+		arr_str(&a[SK], cy->kinds.v[q[i].kind]);
+		arr_i64(&a[SF], q[i].ts - c->o.lookback_ns);
+		arr_i64(&a[ST], q[j].ts + c->o.lookback_ns);
 		i = j + 1;
 	}
 	free(q);
 	/* and the hosts of pending trains that just found a partner */
 	for (size_t i = 0; i < c->nrev; i++) {
-		arr_str(&sh, c->rev[i].host);
-		arr_str(&sk, c->rev[i].kind);
-		arr_i64(&sf, c->rev[i].ts - c->o.lookback_ns);
-		arr_i64(&st, c->rev[i].ts + c->o.lookback_ns);
+		arr_str(&a[SH], c->rev[i].host);
+		arr_str(&a[SK], c->rev[i].kind);
+		arr_i64(&a[SF], c->rev[i].ts - c->o.lookback_ns);
+		arr_i64(&a[ST], c->rev[i].ts + c->o.lookback_ns);
 		free(c->rev[i].kind);
 	}
 	c->nrev = 0;
-	params[0] = arr_text(&bk);
-	params[1] = arr_text(&bf);
-	params[2] = arr_text(&bt);
-	params[3] = arr_text(&sh);
-	params[4] = arr_text(&sk);
-	params[5] = arr_text(&sf);
-	params[6] = arr_text(&st);
-	if (!params[0] || !params[1] || !params[2] || !params[3] || !params[4] || !params[5] ||
-	    !params[6]) {
+	if (!arr_params(a, NPARAMS, params))
 		failed(c, "reading the context", -ENOMEM, NULL);
-	} else {
-		submit(c, context_sql, 7, params, context_done_cb);
-	}
-	agg_copybuf_fini(&bk.b);
-	agg_copybuf_fini(&bf.b);
-	agg_copybuf_fini(&bt.b);
-	agg_copybuf_fini(&sh.b);
-	agg_copybuf_fini(&sk.b);
-	agg_copybuf_fini(&sf.b);
-	agg_copybuf_fini(&st.b);
+	else
+		submit(c, context_sql, NPARAMS, params, context_done_cb);
+	arr_fini(a, NPARAMS);
 }
 
 /* --- decisions --- */
@@ -1896,14 +1895,8 @@ static void context_done_cb(struct agg_db *db, int status, PGresult *res, const 
 	struct cycle *cy = c->cy;
 	int n, rv;
 
-	if (status < 0) {
-		failed(c, "reading the context", status, errmsg);
+	if (!step_ok(c, "reading the context", status, errmsg))
 		return;
-	}
-	if (c->stopping) {
-		end_cycle(c, 0);
-		return;
-	}
 	n = PQntuples(res);
 	cy->ev = calloc((size_t)n + 1, sizeof(*cy->ev));
 	if (!cy->ev) {
@@ -2038,14 +2031,8 @@ static void features_done_cb(struct agg_db *db, int status, PGresult *res, const
 	const char **ev_comm = NULL, **ev_role = NULL;
 	bool ok = true;
 
-	if (status < 0) {
-		failed(c, "counting suspect features", status, errmsg);
+	if (!step_ok(c, "counting suspect features", status, errmsg))
 		return;
-	}
-	if (c->stopping) {
-		end_cycle(c, 0);
-		return;
-	}
 	memset(a, 0, sizeof(a));
 	n = PQntuples(res);
 	f = calloc((size_t)n + 1, sizeof(*f));
@@ -2124,14 +2111,11 @@ static void features_done_cb(struct agg_db *db, int status, PGresult *res, const
 	}
 	snprintf(id_s, sizeof(id_s), "%" PRId64, cy->pick[cy->ipick - 1]);
 	params[0] = id_s;
-	for (int i = 0; i < 14; i++)
-		if (!(params[i + 1] = arr_text(&a[i])))
-			ok = false;
+	ok = arr_params(a, 14, params + 1);
 	if (ok)
 		submit(c, suspects_sql, 15, params, suspects_done_cb);
 out:
-	for (int i = 0; i < 14; i++)
-		agg_copybuf_fini(&a[i].b);
+	arr_fini(a, 14);
 	free(f);
 	free(ev_n);
 	free(ev_t);

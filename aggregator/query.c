@@ -611,6 +611,23 @@ static void incident_cb(struct agg_http_req *req, void *arg)
 	run_sql(q, req, incident_sql, 2, params);
 }
 
+/* check_host checks the host parameter (a hostname, host_id or host_id
+ * prefix). Returns 0 or answers req with 400. */
+static int check_host(struct agg_http_req *req, const char *host)
+{
+	if (host == NULL || host[0] == '\0') {
+		agg_http_respond_error(req, 400,
+				       "missing parameter \"host\" (a hostname, host_id or host_id prefix)");
+		return -EINVAL;
+	}
+	if (strlen(host) > HOST_ARG_MAX) {
+		agg_http_respond_error(req, 400, "parameter \"host\" is longer than %d bytes",
+				       HOST_ARG_MAX);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static void top_cb(struct agg_http_req *req, void *arg)
 {
 	struct agg_query *q = arg;
@@ -620,16 +637,8 @@ static void top_cb(struct agg_http_req *req, void *arg)
 	int64_t at, window, from, to;
 	int limit;
 
-	if (host == NULL || host[0] == '\0') {
-		agg_http_respond_error(req, 400,
-				       "missing parameter \"host\" (a hostname, host_id or host_id prefix)");
+	if (check_host(req, host) < 0)
 		return;
-	}
-	if (strlen(host) > HOST_ARG_MAX) {
-		agg_http_respond_error(req, 400, "parameter \"host\" is longer than %d bytes",
-				       HOST_ARG_MAX);
-		return;
-	}
 	if (param_time(req, "at", sh_now_wall_ns(), &at) < 0 ||
 	    param_window(req, TOP_WINDOW_DEFAULT, TOP_WINDOW_MAX, &window) < 0 ||
 	    param_limit(req, PROCS_LIMIT_DEFAULT, PROCS_LIMIT_MAX, &limit) < 0 ||
@@ -650,16 +659,8 @@ static void stacks_cb(struct agg_http_req *req, void *arg)
 	int64_t now = sh_now_wall_ns(), from, to;
 	int limit;
 
-	if (host == NULL || host[0] == '\0') {
-		agg_http_respond_error(req, 400,
-				       "missing parameter \"host\" (a hostname, host_id or host_id prefix)");
+	if (check_host(req, host) < 0)
 		return;
-	}
-	if (strlen(host) > HOST_ARG_MAX) {
-		agg_http_respond_error(req, 400, "parameter \"host\" is longer than %d bytes",
-				       HOST_ARG_MAX);
-		return;
-	}
 	if (param_time(req, "from", now - 60 * SH_NS_PER_SEC, &from) < 0 ||
 	    param_time(req, "to", now, &to) < 0 ||
 	    param_limit(req, STACKS_LIMIT_DEFAULT, STACKS_LIMIT_MAX, &limit) < 0)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "htmlout.h"
 #include "timeutil.h"
 
 #define CHART_W 860
@@ -46,45 +47,16 @@ static const char style[] =
 	".base{color:#555;font-style:italic}.note{color:#555;font-size:13px}"
 	"svg{display:block;margin:6px 0}svg text{font-size:12px;fill:#222}";
 
-/* esc writes s with the characters HTML gives meaning escaped and control
- * characters replaced. */
-static void esc(FILE *out, const char *s)
-{
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		switch (c) {
-		case '&':
-			fputs("&amp;", out);
-			break;
-		case '<':
-			fputs("&lt;", out);
-			break;
-		case '>':
-			fputs("&gt;", out);
-			break;
-		case '"':
-			fputs("&quot;", out);
-			break;
-		case '\'':
-			fputs("&#39;", out);
-			break;
-		default:
-			fputc(c < 0x20 || c == 0x7f ? '?' : c, out);
-		}
-	}
-}
-
 /* cohort_name writes a cohort's name ("(no KEY)" when the label is not set). */
 static void cohort_name(FILE *out, json_t *report, json_t *cohort)
 {
 	const char *name = json_string_value(json_object_get(cohort, "cohort"));
 
 	if (name) {
-		esc(out, name[0] ? name : "(empty)");
+		agg_htmlout_escape_str(out, name[0] ? name : "(empty)");
 	} else {
 		fputs("(no ", out);
-		esc(out, json_string_value(json_object_get(report, "label")));
+		agg_htmlout_escape_str(out, json_string_value(json_object_get(report, "label")));
 		fputc(')', out);
 	}
 }
@@ -111,6 +83,14 @@ static void fmt_num(FILE *out, double v)
 		fprintf(out, "%.2f", v);
 	else
 		fprintf(out, "%.3g", v);
+}
+
+/* fmt_interval writes an interval "lo &#8211; hi" (fmt_num). */
+static void fmt_interval(FILE *out, double lo, double hi)
+{
+	fmt_num(out, lo);
+	fputs(" &#8211; ", out);
+	fmt_num(out, hi);
 }
 
 /* fmt_us writes a latency given in microseconds with its unit. */
@@ -161,27 +141,14 @@ static int nice_ticks(double max)
 	return fabs(lead - 2) < 1e-9 ? 4 : 5;
 }
 
-/* rate_of finds the rate entry of kind in a cohort. */
-static json_t *rate_of(json_t *cohort, const char *kind)
+/* entry_of finds the entry of kind in a cohort's list ("rates" or
+ * "latency"). */
+static json_t *entry_of(json_t *cohort, const char *list, const char *kind)
 {
 	json_t *r;
 	size_t i;
 
-	json_array_foreach (json_object_get(cohort, "rates"), i, r) {
-		const char *k = json_string_value(json_object_get(r, "kind"));
-
-		if (k && strcmp(k, kind) == 0)
-			return r;
-	}
-	return NULL;
-}
-
-static json_t *latency_of(json_t *cohort, const char *kind)
-{
-	json_t *r;
-	size_t i;
-
-	json_array_foreach (json_object_get(cohort, "latency"), i, r) {
+	json_array_foreach (json_object_get(cohort, list), i, r) {
 		const char *k = json_string_value(json_object_get(r, "kind"));
 
 		if (k && strcmp(k, kind) == 0)
@@ -221,6 +188,35 @@ static void svg_label(FILE *out, json_t *report, json_t *cohort, double y)
 	fputs("</text>\n", out);
 }
 
+/* chart_open starts a chart h high, of CSS class cls, titled "<kind><what>". */
+static void chart_open(FILE *out, int h, const char *cls, const char *kind, const char *what)
+{
+	fprintf(out,
+		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+		"viewBox=\"0 0 %d %d\" role=\"img\" class=\"%s\">\n<title>",
+		CHART_W, h, CHART_W, h, cls);
+	agg_htmlout_escape_str(out, kind);
+	fputs(what, out);
+	fputs("</title>\n", out);
+}
+
+/* grid_line draws a vertical grid line at x of a chart h high, with its
+ * label (HTML) under the axis. */
+static void grid_line(FILE *out, int h, double x, const char *label)
+{
+	fprintf(out,
+		"<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#e5e5e5\"/>\n"
+		"<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
+		x, TOP_PAD, x, h - AXIS_H + 4, x, h - AXIS_H + 18, label);
+}
+
+/* axis_line draws the x axis of a chart h high. */
+static void axis_line(FILE *out, int h)
+{
+	fprintf(out, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#444\"/>\n", LABEL_W,
+		h - AXIS_H + 4, LABEL_W + PLOT_W, h - AXIS_H + 4);
+}
+
 /* rate_chart draws one kind's rates with their intervals. */
 static void rate_chart(FILE *out, json_t *report, const char *kind)
 {
@@ -230,7 +226,7 @@ static void rate_chart(FILE *out, json_t *report, const char *kind)
 	int h = TOP_PAD + (int)n * ROW_H + AXIS_H, ticks;
 
 	json_array_foreach (cohorts, i, c) {
-		json_t *r = rate_of(c, kind);
+		json_t *r = entry_of(c, "rates", kind);
 		double hi = jnum(r, "ci_high", NAN) * RATE_SCALE;
 
 		if (isfinite(hi) && hi > max)
@@ -239,28 +235,20 @@ static void rate_chart(FILE *out, json_t *report, const char *kind)
 	max = nice_max(max);
 	ticks = nice_ticks(max);
 	scale = PLOT_W / max;
-	fprintf(out,
-		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-		"viewBox=\"0 0 %d %d\" role=\"img\" class=\"rate-chart\">\n<title>",
-		CHART_W, h, CHART_W, h);
-	esc(out, kind);
-	fputs(" spikes per 1000 host-hours with 95% intervals</title>\n", out);
+	chart_open(out, h, "rate-chart", kind, " spikes per 1000 host-hours with 95% intervals");
 	/* grid and axis */
 	for (int t = 0; t <= ticks; t++) {
-		double x = LABEL_W + (double)PLOT_W * t / ticks;
+		char label[32];
 
-		fprintf(out,
-			"<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#e5e5e5\"/>\n"
-			"<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n",
-			x, TOP_PAD, x, h - AXIS_H + 4, x, h - AXIS_H + 18, max * t / ticks);
+		snprintf(label, sizeof(label), "%g", max * t / ticks);
+		grid_line(out, h, LABEL_W + (double)PLOT_W * t / ticks, label);
 	}
+	axis_line(out, h);
 	fprintf(out,
-		"<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#444\"/>\n"
 		"<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">spikes per 1000 host-hours</text>\n",
-		LABEL_W, h - AXIS_H + 4, LABEL_W + PLOT_W, h - AXIS_H + 4, LABEL_W + PLOT_W / 2,
-		h - 3);
+		LABEL_W + PLOT_W / 2, h - 3);
 	json_array_foreach (cohorts, i, c) {
-		json_t *r = rate_of(c, kind);
+		json_t *r = entry_of(c, "rates", kind);
 		double y = TOP_PAD + ROW_H * (i + 0.5);
 		double rate = jnum(r, "rate", NAN) * RATE_SCALE;
 		double lo = jnum(r, "ci_low", NAN) * RATE_SCALE, hi = jnum(r, "ci_high", NAN) * RATE_SCALE;
@@ -285,9 +273,7 @@ static void rate_chart(FILE *out, json_t *report, const char *kind)
 			  : "");
 		fmt_num(out, rate);
 		fputs(" [", out);
-		fmt_num(out, lo);
-		fputs(" &#8211; ", out);
-		fmt_num(out, hi);
+		fmt_interval(out, lo, hi);
 		fprintf(out, "]%s</text>\n", v ? (strcmp(v, "worse") == 0 ? " worse" : " better") : "");
 	}
 	fputs("</svg>\n", out);
@@ -303,7 +289,7 @@ static void rate_table(FILE *out, json_t *report, const char *kind)
 	      "<th>p</th><th>p (Holm)</th><th class=\"l\">verdict</th></tr>\n",
 	      out);
 	json_array_foreach (json_object_get(report, "cohorts"), i, c) {
-		json_t *r = rate_of(c, kind), *vs = json_object_get(r, "vs_baseline");
+		json_t *r = entry_of(c, "rates", kind), *vs = json_object_get(r, "vs_baseline");
 		const char *v = verdict(r);
 
 		fputs("<tr><td class=\"l\">", out);
@@ -313,9 +299,8 @@ static void rate_table(FILE *out, json_t *report, const char *kind)
 		fputs("</td><td>", out);
 		fmt_num(out, jnum(r, "rate", NAN) * RATE_SCALE);
 		fputs("</td><td>", out);
-		fmt_num(out, jnum(r, "ci_low", NAN) * RATE_SCALE);
-		fputs(" &#8211; ", out);
-		fmt_num(out, jnum(r, "ci_high", NAN) * RATE_SCALE);
+		fmt_interval(out, jnum(r, "ci_low", NAN) * RATE_SCALE,
+			     jnum(r, "ci_high", NAN) * RATE_SCALE);
 		fputs("</td><td>", out);
 		if (json_is_object(vs)) {
 			fmt_num(out, jnum(vs, "ratio", NAN));
@@ -345,39 +330,28 @@ static void latency_chart(FILE *out, json_t *report, const char *kind)
 	int row = ROW_H + 8, h = TOP_PAD + (int)n * row + AXIS_H;
 
 	json_array_foreach (cohorts, i, c) {
-		double p99 = jnum(latency_of(c, kind), "p99_us", NAN);
+		double p99 = jnum(entry_of(c, "latency", kind), "p99_us", NAN);
 
 		if (isfinite(p99) && p99 > max)
 			max = p99;
 	}
 	decades = ceil(log10(max));
-	fprintf(out,
-		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-		"viewBox=\"0 0 %d %d\" role=\"img\" class=\"latency-chart\">\n<title>",
-		CHART_W, h, CHART_W, h);
-	esc(out, kind);
-	fputs(" latency p50 and p99 per cohort (log scale)</title>\n", out);
+	chart_open(out, h, "latency-chart", kind, " latency p50 and p99 per cohort (log scale)");
 	for (int d = 0; d <= (int)decades; d++) {
 		static const char *const names[] = { "1 &#181;s", "10 &#181;s", "100 &#181;s", "1 ms",
 						     "10 ms", "100 ms", "1 s", "10 s", "100 s", "1000 s" };
-		double x = LABEL_W + PLOT_W * d / decades;
 
-		fprintf(out,
-			"<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#e5e5e5\"/>\n"
-			"<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%s</text>\n",
-			x, TOP_PAD, x, h - AXIS_H + 4, x, h - AXIS_H + 18,
-			d < 10 ? names[d] : "");
+		grid_line(out, h, LABEL_W + PLOT_W * d / decades, d < 10 ? names[d] : "");
 	}
+	axis_line(out, h);
 	fprintf(out,
-		"<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#444\"/>\n"
 		"<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"10\" fill=\"" COL_P50 "\"/>"
 		"<text x=\"%d\" y=\"%d\">p50</text>"
 		"<rect x=\"%d\" y=\"%d\" width=\"12\" height=\"10\" fill=\"" COL_P99 "\"/>"
 		"<text x=\"%d\" y=\"%d\">p99</text>\n",
-		LABEL_W, h - AXIS_H + 4, LABEL_W + PLOT_W, h - AXIS_H + 4, LABEL_W, h - 12, LABEL_W + 16,
-		h - 3, LABEL_W + 56, h - 12, LABEL_W + 72, h - 3);
+		LABEL_W, h - 12, LABEL_W + 16, h - 3, LABEL_W + 56, h - 12, LABEL_W + 72, h - 3);
 	json_array_foreach (cohorts, i, c) {
-		json_t *l = latency_of(c, kind);
+		json_t *l = entry_of(c, "latency", kind);
 		double y = TOP_PAD + row * (double)i + 4;
 		double p50 = jnum(l, "p50_us", NAN), p99 = jnum(l, "p99_us", NAN);
 		double w50 = isfinite(p50) && p50 > 1 ? PLOT_W * log10(p50) / decades : 1;
@@ -409,7 +383,7 @@ static void latency_table(FILE *out, json_t *report, const char *kind)
 	      "<th>p99</th></tr>\n",
 	      out);
 	json_array_foreach (json_object_get(report, "cohorts"), i, c) {
-		json_t *l = latency_of(c, kind);
+		json_t *l = entry_of(c, "latency", kind);
 
 		fputs("<tr><td class=\"l\">", out);
 		cohort_name(out, report, c);
@@ -442,15 +416,15 @@ static void header(FILE *out, json_t *report)
 			: "?");
 	if (label) {
 		fputs("host label <b>", out);
-		esc(out, label);
+		agg_htmlout_escape_str(out, label);
 		fputs("</b>", out);
 	} else {
 		fputs("kernel release", out);
 	}
 	fputs(". Baseline: <b>", out);
-	esc(out, json_string_value(json_object_get(report, "baseline")));
+	agg_htmlout_escape_str(out, json_string_value(json_object_get(report, "baseline")));
 	fputs("</b> (", out);
-	esc(out, json_string_value(json_object_get(report, "baseline_reason")));
+	agg_htmlout_escape_str(out, json_string_value(json_object_get(report, "baseline_reason")));
 	fputs(").</p>\n<p class=\"note\">Rates are spikes per 1000 host-hours of summaries "
 	      "with exact 95% Poisson intervals (Garwood). Each cohort is compared with the "
 	      "baseline, kind by kind, by the exact conditional binomial test; the p-values are "
@@ -473,20 +447,20 @@ static void header(FILE *out, json_t *report)
 
 		fprintf(out, "<li class=\"%s\">", dir && strcmp(dir, "better") == 0 ? "better" : "worse");
 		if (name) {
-			esc(out, name);
+			agg_htmlout_escape_str(out, name);
 		} else {
 			fputs("(no ", out);
-			esc(out, label);
+			agg_htmlout_escape_str(out, label);
 			fputc(')', out);
 		}
 		fputs(": ", out);
-		esc(out, json_string_value(json_object_get(s, "kind")));
+		agg_htmlout_escape_str(out, json_string_value(json_object_get(s, "kind")));
 		fputs(" spikes at ", out);
 		fmt_num(out, jnum(s, "ratio", INFINITY));
 		fputs("&#215; the baseline's rate (p = ", out);
 		fmt_p(out, jnum(s, "p_holm", NAN));
 		fputs(", Holm): significantly ", out);
-		esc(out, dir);
+		agg_htmlout_escape_str(out, dir);
 		fputs("</li>\n", out);
 	}
 	fputs("</ul>\n", out);
@@ -515,9 +489,8 @@ static void cohort_table(FILE *out, json_t *report)
 			fprintf(out, "<td>%.0f</td><td>", jnum(a, "events", 0));
 			fmt_num(out, jnum(a, "rate", NAN) * RATE_SCALE);
 			fputs(" [", out);
-			fmt_num(out, jnum(a, "ci_low", NAN) * RATE_SCALE);
-			fputs(" &#8211; ", out);
-			fmt_num(out, jnum(a, "ci_high", NAN) * RATE_SCALE);
+			fmt_interval(out, jnum(a, "ci_low", NAN) * RATE_SCALE,
+				     jnum(a, "ci_high", NAN) * RATE_SCALE);
 			fputs("]</td></tr>\n", out);
 		} else {
 			fputs("<td>-</td><td>-</td></tr>\n", out);
@@ -547,7 +520,8 @@ static void causes_table(FILE *out, json_t *report)
 			fputs("<tr><td class=\"l\">", out);
 			cohort_name(out, report, c);
 			fputs("</td><td class=\"l\">", out);
-			esc(out, json_string_value(json_object_get(k, "feature")));
+			agg_htmlout_escape_str(out,
+					       json_string_value(json_object_get(k, "feature")));
 			fprintf(out, "</td><td>%.0f</td><td>%.0f</td><td>%.0f</td></tr>\n",
 				jnum(k, "incidents", 0), jnum(k, "hosts", 0), jnum(k, "events", 0));
 		}
@@ -578,7 +552,7 @@ int agg_report_html_write(FILE *out, json_t *report)
 		const char *kind = json_string_value(k);
 
 		fputs("<h3>", out);
-		esc(out, kind);
+		agg_htmlout_escape_str(out, kind);
 		fputs("</h3>\n", out);
 		rate_chart(out, report, kind);
 		rate_table(out, report, kind);
@@ -590,7 +564,7 @@ int agg_report_html_write(FILE *out, json_t *report)
 		const char *kind = json_string_value(k);
 
 		fputs("<h3>", out);
-		esc(out, kind);
+		agg_htmlout_escape_str(out, kind);
 		fputs("</h3>\n", out);
 		latency_chart(out, report, kind);
 		latency_table(out, report, kind);
