@@ -9,7 +9,7 @@ PKGS=(
   libbpf-dev bpftool libelf-dev libdw-dev zlib1g-dev
   libnng-dev protobuf-c-compiler libprotobuf-c-dev
   libuv1-dev libpq-dev postgresql-15 postgresql-client-15
-  libjansson-dev libinih-dev uthash-dev libzstd-dev libssl-dev libcmocka-dev
+  libjansson-dev libinih-dev uthash-dev libzstd-dev libssl-dev libcap-dev libcmocka-dev
   linux-perf procps util-linux iproute2 curl libc6-dbg
   # the kernel report's browser test: headless Chromium renders the HTML
   # page, libpng reads its screenshot (tests/integration/test_kernels_report.c)

@@ -42,6 +42,7 @@ void agent_config_defaults(struct agent_config *cfg)
 	snprintf(cfg->spool_dir, sizeof(cfg->spool_dir), "%s", "/var/lib/spikehound/spool");
 	cfg->spool_cap_bytes = 64 * MiB;
 	cfg->spool_fsync = true;
+	cfg->drop_privileges = true;
 	snprintf(cfg->proc_root, sizeof(cfg->proc_root), "%s", "/proc");
 	snprintf(cfg->log_level, sizeof(cfg->log_level), "%s", "info");
 	cfg->recorder_bytes = 32 * MiB;
@@ -364,6 +365,15 @@ int agent_config_set(struct agent_config *cfg, const char *key, const char *valu
 			cfg->spool_cap_bytes = v;
 		else
 			cfg->recorder_bytes = v;
+		return 0;
+	}
+	if (strcmp(k, "drop_privileges") == 0) {
+		if (parse_bool(value, &cfg->drop_privileges) < 0) {
+			set_err(err, errlen,
+				"bad value for \"drop_privileges\": \"%s\" (expected true or false)",
+				value);
+			return -EINVAL;
+		}
 		return 0;
 	}
 	if (strcmp(k, "spool_fsync") == 0) {

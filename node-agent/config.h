@@ -41,6 +41,8 @@ struct agent_config {
 	char spool_dir[PATH_MAX];  /* spool_dir (/var/lib/spikehound/spool) */
 	uint64_t spool_cap_bytes;  /* spool_cap: size (64MiB) */
 	bool spool_fsync;          /* spool_fsync: bool (true) */
+	bool drop_privileges;      /* drop_privileges: keep only the capabilities needed after
+				    * the BPF setup (privs.h) (true) */
 	struct agent_config_label labels[AGENT_CONFIG_MAX_LABELS]; /* [labels] k = v */
 	size_t n_labels;
 	char proc_root[PATH_MAX];  /* proc_root (/proc) */

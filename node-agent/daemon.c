@@ -25,6 +25,7 @@
 #include "hostinfo.h"
 #include "log.h"
 #include "metrics.h"
+#include "privs.h"
 #include "procs.h"
 #include "record.h"
 #include "recorder.h"
@@ -404,14 +405,10 @@ fail:
 	d->rec = NULL;
 }
 
-/* start_captures makes the capture jobs and dials the control plane (when
- * configured): the aggregator can then ask for recordings. */
+/* start_captures makes the capture jobs (commands and local triggers). */
 static int start_captures(struct daemon *d)
 {
 	struct agent_capjobs_opts co = { 0 };
-	struct agent_control_opts ctl = { 0 };
-	char url[AGENT_CONFIG_URL_MAX];
-	int rv;
 
 	spikehound__hello__init(&d->cap_hello);
 	fill_hello_cb(d, &d->cap_hello);
@@ -430,8 +427,17 @@ static int start_captures(struct daemon *d)
 	co.local_interval_ns = d->cfg->capture_local_interval_ns;
 	co.before_ns = d->cfg->capture_before_ns;
 	co.after_ns = d->cfg->capture_after_ns;
-	if ((rv = agent_capjobs_new(&co, &d->capjobs)) != 0)
-		return rv;
+	return agent_capjobs_new(&co, &d->capjobs);
+}
+
+/* start_control dials the control plane (when configured): the aggregator
+ * can then ask for recordings. */
+static int start_control(struct daemon *d)
+{
+	struct agent_control_opts ctl = { 0 };
+	char url[AGENT_CONFIG_URL_MAX];
+	int rv;
+
 	if (agent_config_control_url(d->cfg, url, sizeof(url)) != 0) {
 		sh_info("control plane off: the aggregator cannot ask this agent for captures");
 		return 0;
@@ -576,10 +582,6 @@ int agent_daemon_run(const struct agent_config *cfg)
 	so.spool = d.spool;
 	so.fill_hello = fill_hello_cb;
 	so.hello_arg = &d;
-	if ((rv = agent_sender_start(&d.sender, &so)) != 0) {
-		sh_err("could not start sending to the aggregator: %s", strerror(-rv));
-		goto cleanup;
-	}
 	if ((rv = agent_metrics_init(&d.metrics, cfg->proc_root)) != 0) {
 		sh_err("could not read metrics from %s: %s", cfg->proc_root, strerror(-rv));
 		goto cleanup;
@@ -594,6 +596,22 @@ int agent_daemon_run(const struct agent_config *cfg)
 	if ((rv = start_captures(&d)) != 0)
 		goto cleanup;
 	if ((rv = start_detectors(&d)) != 0)
+		goto cleanup;
+	/* BPF is loaded and attached: give up the rest before any network
+	 * socket (and nng's threads) exists */
+	if (cfg->drop_privileges) {
+		char kept[256], why[256];
+
+		if (agent_drop_privileges(kept, sizeof(kept), why, sizeof(why)) == 0)
+			sh_info("capabilities kept: %s", kept[0] ? kept : "none");
+		else
+			sh_warn("could not drop privileges (running with all of them): %s", why);
+	}
+	if ((rv = agent_sender_start(&d.sender, &so)) != 0) {
+		sh_err("could not start sending to the aggregator: %s", strerror(-rv));
+		goto cleanup;
+	}
+	if ((rv = start_control(&d)) != 0)
 		goto cleanup;
 	sh_info("spikehound-agent %s on %s (%s, kernel %s): sending every %.1f s to %s%s",
 		SH_VERSION, d.host.hostname, d.host.host_id, d.host.kernel_release,

@@ -60,6 +60,9 @@ static void usage(FILE *f)
 		"                           certificate must chain to, this agent's certificate\n"
 		"                           and key (mutual TLS), the name the aggregator's\n"
 		"                           certificate must carry (default: the address's host)\n"
+		"      --drop-privileges BOOL\n"
+		"                           after loading BPF keep only the capabilities still needed\n"
+		"                           (default true)\n"
 		"      --log-level LEVEL    error, warn, info (default) or debug\n"
 		"\n"
 		"Run `spikehound-agent record --help` for the recorder's options.\n");
