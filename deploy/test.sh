@@ -35,8 +35,9 @@ for b in $builds; do
   export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
   args=(--test-dir "$top/$dir" --output-on-failure --timeout 900)
   [ -n "$labels" ] && args+=(-L "$labels")
-  # incident reproducers load the real kernel, and the fleet-size runs
-  # (label slow) take minutes: once, in the normal build
+  # incident reproducers load the real kernel, and the long end-to-end runs
+  # (label slow: fleet-size correlation, the mixed real+simulated capture,
+  # the full-disk database) take minutes: once, in the normal build
   [ "$b" != normal ] && args+=(-LE 'scenario|slow')
   if ! ctest "${args[@]}"; then
     status=1
