@@ -151,11 +151,12 @@ static int check_plain(const char *url, const struct sh_tls *t, char *err, size_
 	return 0;
 }
 
-int sh_tls_listen(nng_socket s, const char *url, const struct sh_tls *t, char *err,
-		  size_t errlen)
+/* start_end listens (server) or dials on s at url, with TLS for a
+ * tls+tcp:// url. */
+static int start_end(nng_socket s, const char *url, const struct sh_tls *t, bool server,
+		     int flags, char *err, size_t errlen)
 {
 	static const struct sh_tls none;
-	nng_listener l;
 	nng_tls_config *cfg;
 	int rv;
 
@@ -164,59 +165,43 @@ int sh_tls_listen(nng_socket s, const char *url, const struct sh_tls *t, char *e
 	if (!sh_tls_is_tls(url)) {
 		if ((rv = check_plain(url, t, err, errlen)) != 0)
 			return rv;
-		if ((rv = nng_listen(s, url, NULL, 0)) != 0)
+		rv = server ? nng_listen(s, url, NULL, 0) : nng_dial(s, url, NULL, flags);
+		if (rv != 0)
 			snprintf(err, errlen, "%s", nng_strerror(rv));
 		return rv;
 	}
-	if ((rv = make_config(true, url, t, &cfg, err, errlen)) != 0)
+	if ((rv = make_config(server, url, t, &cfg, err, errlen)) != 0)
 		return rv;
-	if ((rv = nng_listener_create(&l, s, url)) != 0) {
-		snprintf(err, errlen, "%s", nng_strerror(rv));
-		nng_tls_config_free(cfg);
-		return rv;
+	/* the listener or dialer holds its own reference to cfg */
+	if (server) {
+		nng_listener l;
+
+		if ((rv = nng_listener_create(&l, s, url)) == 0 &&
+		    ((rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg)) != 0 ||
+		     (rv = nng_listener_start(l, 0)) != 0))
+			nng_listener_close(l);
+	} else {
+		nng_dialer d;
+
+		if ((rv = nng_dialer_create(&d, s, url)) == 0 &&
+		    ((rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg)) != 0 ||
+		     (rv = nng_dialer_start(d, flags)) != 0))
+			nng_dialer_close(d);
 	}
-	rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, cfg);
-	nng_tls_config_free(cfg); /* the listener holds its own reference */
-	if (rv == 0)
-		rv = nng_listener_start(l, 0);
-	if (rv != 0) {
+	nng_tls_config_free(cfg);
+	if (rv != 0)
 		snprintf(err, errlen, "%s", nng_strerror(rv));
-		nng_listener_close(l);
-	}
 	return rv;
+}
+
+int sh_tls_listen(nng_socket s, const char *url, const struct sh_tls *t, char *err,
+		  size_t errlen)
+{
+	return start_end(s, url, t, true, 0, err, errlen);
 }
 
 int sh_tls_dial(nng_socket s, const char *url, const struct sh_tls *t, int flags, char *err,
 		size_t errlen)
 {
-	static const struct sh_tls none;
-	nng_dialer d;
-	nng_tls_config *cfg;
-	int rv;
-
-	if (!t)
-		t = &none;
-	if (!sh_tls_is_tls(url)) {
-		if ((rv = check_plain(url, t, err, errlen)) != 0)
-			return rv;
-		if ((rv = nng_dial(s, url, NULL, flags)) != 0)
-			snprintf(err, errlen, "%s", nng_strerror(rv));
-		return rv;
-	}
-	if ((rv = make_config(false, url, t, &cfg, err, errlen)) != 0)
-		return rv;
-	if ((rv = nng_dialer_create(&d, s, url)) != 0) {
-		snprintf(err, errlen, "%s", nng_strerror(rv));
-		nng_tls_config_free(cfg);
-		return rv;
-	}
-	rv = nng_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
-	nng_tls_config_free(cfg);
-	if (rv == 0)
-		rv = nng_dialer_start(d, flags);
-	if (rv != 0) {
-		snprintf(err, errlen, "%s", nng_strerror(rv));
-		nng_dialer_close(d);
-	}
-	return rv;
+	return start_end(s, url, t, false, flags, err, errlen);
 }
