@@ -31,7 +31,7 @@
 /* struct host_seen remembers a host's last automatic capture. */
 struct host_seen {
 	char key[40];
-	int64_t last_ns;
+	int64_t last_ns; /* time of the spike of the host's last automatic capture */
 	UT_hash_handle hh;
 };
 
@@ -245,7 +245,11 @@ static int create(struct agg_capture *cap, const char *sel_kind, const char *sel
 
 /* --- automatic triggers --- */
 
-static bool rate_ok(struct agg_capture *cap, const char *host_id, int64_t now)
+/* rate_ok applies the automatic captures' limits: per hour fleet-wide (by
+ * the clock), and per host by the time of the spikes (ts), so that a late
+ * scan under load does not skip a spike that came long enough after the
+ * host's last captured one. */
+static bool rate_ok(struct agg_capture *cap, const char *host_id, int64_t now, int64_t ts)
 {
 	struct host_seen *s;
 	char key[40];
@@ -258,7 +262,7 @@ static bool rate_ok(struct agg_capture *cap, const char *host_id, int64_t now)
 	if (cap->hour_count >= cap->opts.auto_max_per_hour)
 		return false;
 	HASH_FIND_STR(cap->seen, key, s);
-	if (s && now - s->last_ns < cap->opts.auto_host_interval_ns)
+	if (s && llabs(ts - s->last_ns) < cap->opts.auto_host_interval_ns)
 		return false;
 	if (!s) {
 		if (!(s = calloc(1, sizeof(*s))))
@@ -266,7 +270,8 @@ static bool rate_ok(struct agg_capture *cap, const char *host_id, int64_t now)
 		snprintf(s->key, sizeof(s->key), "%s", key);
 		HASH_ADD_STR(cap->seen, key, s);
 	}
-	s->last_ns = now;
+	if (!s->last_ns || ts > s->last_ns)
+		s->last_ns = ts;
 	cap->hour_count++;
 	return true;
 }
@@ -351,7 +356,7 @@ static void events_done_cb(struct agg_db *db, int status, PGresult *res, const c
 
 		if (recv > cap->event_cursor_ns)
 			cap->event_cursor_ns = recv;
-		if (!rate_ok(cap, host, now)) {
+		if (!rate_ok(cap, host, now, ts)) {
 			cap->auto_skipped_rate++;
 			continue;
 		}

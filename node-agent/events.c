@@ -3,6 +3,7 @@
 #include "events.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +142,16 @@ int agent_events_emit(struct agent_events *e, Spikehound__SpikeEvent *ev, const 
 	bool ok;
 
 	e->st.emitted++;
+	if (ev->duration_ns < 0 || ev->start_ns <= 0) {
+		/* a detector's clocks disagreed: the aggregator would refuse it */
+		e->st.invalid++;
+		if ((e->st.invalid & (e->st.invalid - 1)) == 0)
+			sh_warn("events: dropped a %s event with start %" PRId64 " and duration %" PRId64
+				" ns (%" PRIu64 " so far)",
+				ev->kind ? ev->kind : "?", ev->start_ns, ev->duration_ns, e->st.invalid);
+		spikehound__spike_event__free_unpacked(ev, NULL);
+		return -EINVAL;
+	}
 	if (e->o.on_event)
 		e->o.on_event(e->o.on_event_arg, ev);
 	k = admit(e, ev->kind ? ev->kind : "", ev->duration_ns, &ok);

@@ -53,7 +53,8 @@ void agent_events_free(struct agent_events *e);
  * sub-message must be malloc'd). ev->start_ns is wall-clock ns; cpus lists
  * the CPUs whose samples during the window are evidence (copied; may be
  * NULL). Returns 0, or -EBUSY when the kind's rate limit suppressed it
- * (counted and reported with the next event of that kind). */
+ * (counted and reported with the next event of that kind), or -EINVAL for
+ * an event with a negative duration or no start time (dropped, counted). */
 int agent_events_emit(struct agent_events *e, Spikehound__SpikeEvent *ev, const int *cpus,
 		      size_t ncpus);
 
@@ -65,6 +66,7 @@ void agent_events_flush(struct agent_events *e);
 struct agent_events_stats {
 	uint64_t emitted, sent, suppressed, spool_errors;
 	uint64_t escalated; /* sent through an empty bucket as the longest yet */
+	uint64_t invalid;   /* dropped: negative duration or no start time */
 };
 
 /* agent_events_get_stats copies the counters into *st. */

@@ -2,7 +2,8 @@
  * out, the rest is suppressed and counted (and reported with the next event
  * sent), other kinds are not affected, and a spike longer than every one
  * of its kind sent recently still passes an empty bucket (a few times a
- * minute), so a storm of small spikes never hides the worst one. */
+ * minute), so a storm of small spikes never hides the worst one; an event
+ * with a negative duration is dropped and counted, never sent. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -78,11 +79,14 @@ static void test_rate_limit_keeps_the_worst(void **state)
 	assert_int_equal(emit(e, "runq", 80), 0);
 	assert_int_equal(emit(e, "runq", 90), 0);
 	assert_int_equal(emit(e, "runq", 100), -EBUSY);
+	/* a negative duration (a detector's clocks disagreed): dropped, counted */
+	assert_int_equal(emit(e, "runq", -5), -EINVAL);
 
 	agent_events_get_stats(e, &st);
-	assert_int_equal(st.emitted, 25);
+	assert_int_equal(st.emitted, 26);
 	assert_int_equal(st.suppressed, 14);
 	assert_int_equal(st.escalated, 5);
+	assert_int_equal(st.invalid, 1);
 
 	agent_events_flush(e);
 	assert_int_equal(agent_spool_peek(sp, 1000, 1u << 30, &b), 0);
