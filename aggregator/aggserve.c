@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "capture.h"
+#include "capture_web.h"
 #include "control.h"
 #include "correlate.h"
 #include "db.h"
@@ -17,6 +18,7 @@
 #include "ingest.h"
 #include "query.h"
 #include "log.h"
+#include "webui.h"
 #include "timeutil.h"
 
 struct serve {
@@ -33,6 +35,7 @@ struct serve {
 	struct agg_db *query_db;
 	struct agg_http *http;
 	struct agg_query query;
+	struct agg_capture_web *capweb; /* draws captures for the web pages */
 	bool stopping;
 };
 
@@ -54,6 +57,9 @@ static void part_stopped(struct serve *s)
 	s->maint_db = NULL;
 	/* the query routes use the query connection: the server went first */
 	agg_query_fini(&s->query);
+	/* renders under way answer (discarded) and free it when done */
+	agg_capture_web_stop(s->capweb);
+	s->capweb = NULL;
 	agg_db_close(s->query_db);
 	s->query_db = NULL;
 }
@@ -93,8 +99,8 @@ static void correlate_stopped_cb(void *arg)
 }
 
 /* stats_json_cb is the query API's /api/stats provider: ingest's counters
- * plus the HTTP server's and the correlator's ("correlator": {...}), as one
- * JSON object. */
+ * plus the HTTP server's, the capture renderer's ("capture_web") and the
+ * correlator's ("correlator": {...}), as one JSON object. */
 static char *stats_json_cb(void *arg)
 {
 	struct serve *s = arg;
@@ -103,10 +109,18 @@ static char *stats_json_cb(void *arg)
 	char *corr = s->correlate ? agg_correlate_stats_json(s->correlate) : NULL;
 	char *ctl = s->control ? agg_control_stats_json(s->control) : NULL;
 	char *capt = s->capture ? agg_capture_stats_json(s->capture) : NULL;
+	struct agg_capture_web_stats ws = { 0 };
+	char web[200];
 	size_t len, cap;
 
 	if (s->http)
 		agg_http_get_stats(s->http, &hs);
+	if (s->capweb)
+		agg_capture_web_get_stats(s->capweb, &ws);
+	snprintf(web, sizeof(web),
+		 "{\"renders\":%llu,\"refused_busy\":%llu,\"corrupt\":%llu,\"too_large\":%llu}",
+		 (unsigned long long)ws.renders, (unsigned long long)ws.refused,
+		 (unsigned long long)ws.corrupt, (unsigned long long)ws.too_large);
 	if (!ingest) {
 		free(corr);
 		free(ctl);
@@ -114,14 +128,15 @@ static char *stats_json_cb(void *arg)
 		return NULL;
 	}
 	len = strlen(ingest);
-	cap = len + 300 + (corr ? strlen(corr) : 0) + (ctl ? strlen(ctl) : 0) +
+	cap = len + 300 + strlen(web) + (corr ? strlen(corr) : 0) + (ctl ? strlen(ctl) : 0) +
 	      (capt ? strlen(capt) : 0);
 	out = malloc(cap);
 	if (out && len > 1) {
 		/* splice the other parts' counters into ingest's object */
-		snprintf(out, cap, "%.*s,\"http_requests\":%llu,\"http_errors\":%llu%s%s%s%s%s%s}",
+		snprintf(out, cap,
+			 "%.*s,\"http_requests\":%llu,\"http_errors\":%llu,\"capture_web\":%s%s%s%s%s%s%s}",
 			 (int)(len - 1), ingest, (unsigned long long)hs.requests,
-			 (unsigned long long)hs.errors, corr ? ",\"correlator\":" : "", corr ? corr : "",
+			 (unsigned long long)hs.errors, web, corr ? ",\"correlator\":" : "", corr ? corr : "",
 			 ctl ? ",\"control\":" : "", ctl ? ctl : "", capt ? ",\"captures\":" : "",
 			 capt ? capt : "");
 	}
@@ -259,7 +274,8 @@ int agg_serve(const struct agg_serve_opts *o)
 	s.maint_db = agg_db_new(&s.loop, o->dsn, "spikehound-maintenance");
 	s.query_db = agg_db_new(&s.loop, o->dsn, "spikehound-query");
 	if (!s.maint_db || !s.query_db ||
-	    agg_query_init(&s.query, s.query_db, stats_json_cb, &s) != 0) {
+	    agg_query_init(&s.query, s.query_db, stats_json_cb, &s) != 0 ||
+	    agg_capture_web_new(&s.loop, s.query_db, &s.capweb) != 0) {
 		sh_err("out of memory");
 		return -ENOMEM;
 	}
@@ -305,6 +321,10 @@ int agg_serve(const struct agg_serve_opts *o)
 		rv = agg_query_register(&s.query, s.http);
 	if (rv == 0 && s.capture)
 		rv = agg_capture_register(s.capture, s.http);
+	if (rv == 0)
+		rv = agg_capture_web_register(s.capweb, s.http);
+	if (rv == 0)
+		rv = agg_webui_register(s.http);
 	if (rv != 0) {
 		sh_err("could not serve the query API on \"%s\": %s", o->cfg->http, strerror(-rv));
 		return rv;

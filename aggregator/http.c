@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -132,18 +133,26 @@ static void req_free(struct agg_http_req *req)
 /* finish_aio completes a handler aio with a response; after this the aio
  * belongs to nng again. Returns 0 or -ENOMEM (then nng closes the
  * connection). */
-static int finish_aio(nng_aio *aio, int status, const char *content_type, const void *body,
-		      size_t len)
+static int finish_aio(nng_aio *aio, int status, const char *content_type,
+		      const char *const *headers, const void *body, size_t len)
 {
 	nng_http_res *res = NULL;
+	bool cache_set = false;
 	int rv;
 
 	if ((rv = nng_http_res_alloc(&res)) != 0)
 		goto fail;
 	if ((rv = nng_http_res_set_status(res, (uint16_t)status)) != 0 ||
 	    (rv = nng_http_res_set_header(res, "Content-Type", content_type)) != 0 ||
-	    (rv = nng_http_res_set_header(res, "Cache-Control", "no-store")) != 0 ||
 	    (rv = nng_http_res_set_header(res, "X-Content-Type-Options", "nosniff")) != 0)
+		goto fail;
+	for (size_t i = 0; headers != NULL && headers[i] != NULL && headers[i + 1] != NULL; i += 2) {
+		if (strcasecmp(headers[i], "Cache-Control") == 0)
+			cache_set = true;
+		if ((rv = nng_http_res_set_header(res, headers[i], headers[i + 1])) != 0)
+			goto fail;
+	}
+	if (!cache_set && (rv = nng_http_res_set_header(res, "Cache-Control", "no-store")) != 0)
 		goto fail;
 	if (len > 0 && (rv = nng_http_res_copy_data(res, body, len)) != 0)
 		goto fail;
@@ -162,7 +171,7 @@ static char *copy_str(const char *s)
 	return s != NULL ? strdup(s) : NULL;
 }
 
-/* request_cb is nng's handler for "/" and "/api/...", running on an nng
+/* request_cb is nng's handler for "/", "/api/..." and "/ui/...", running on an nng
  * thread: it copies the request, queues it for the loop and returns
  * without finishing aio (unless it answers at once with an error). */
 static void request_cb(nng_aio *aio)
@@ -221,10 +230,10 @@ static void request_cb(nng_aio *aio)
 		return;
 	req_free(req);
 	if (status == 503) {
-		finish_aio(aio, 503, "application/json", shutdown_body, sizeof(shutdown_body) - 1);
+		finish_aio(aio, 503, "application/json", NULL, shutdown_body, sizeof(shutdown_body) - 1);
 	} else if (status == 413 || status == 414) {
 		static const char m[] = "{\"error\": \"request too large\"}";
-		finish_aio(aio, status, "application/json", m, sizeof(m) - 1);
+		finish_aio(aio, status, "application/json", NULL, m, sizeof(m) - 1);
 	} else {
 		nng_aio_finish(aio, NNG_ENOMEM);
 	}
@@ -423,7 +432,7 @@ static void async_cb(uv_async_t *handle)
 		req->next = NULL;
 		if (http->stopped) {
 			/* A route stopped the server while we were draining. */
-			finish_aio(req->aio, 503, "application/json", shutdown_body,
+			finish_aio(req->aio, 503, "application/json", NULL, shutdown_body,
 				   sizeof(shutdown_body) - 1);
 			pthread_mutex_lock(&http->mtx);
 			http->errors++;
@@ -476,7 +485,7 @@ void agg_http_stop(struct agg_http *http)
 
 	for (; req != NULL; req = next) {
 		next = req->next;
-		finish_aio(req->aio, 503, "application/json", shutdown_body,
+		finish_aio(req->aio, 503, "application/json", NULL, shutdown_body,
 			   sizeof(shutdown_body) - 1);
 		req_free(req);
 		failed++;
@@ -486,7 +495,7 @@ void agg_http_stop(struct agg_http *http)
 	for (req = http->inflight; req != NULL; req = req->next) {
 		if (req->aio == NULL)
 			continue;
-		finish_aio(req->aio, 503, "application/json", shutdown_body,
+		finish_aio(req->aio, 503, "application/json", NULL, shutdown_body,
 			   sizeof(shutdown_body) - 1);
 		req->aio = NULL;
 		failed++;
@@ -502,7 +511,7 @@ int agg_http_start(uv_loop_t *loop, const char *url, struct agg_http **httpp)
 {
 	struct agg_http *http;
 	nng_url *u = NULL;
-	nng_http_handler *h_api = NULL, *h_root = NULL;
+	nng_http_handler *h_api = NULL, *h_root = NULL, *h_ui = NULL;
 	nng_sockaddr sa;
 	int rv;
 
@@ -531,8 +540,9 @@ int agg_http_start(uv_loop_t *loop, const char *url, struct agg_http **httpp)
 		sh_err("could not create HTTP server for \"%s\": %s", url, nng_strerror(rv));
 		goto fail;
 	}
-	/* Two handlers: the "/api" tree and the exact "/" for the index
-	 * page. Any method: the loop answers 405 itself. */
+	/* Three handlers: the "/api" tree, the "/ui" tree (the web pages)
+	 * and the exact "/" for the index page. Any method: the loop answers
+	 * 405 itself. */
 	if ((rv = nng_http_handler_alloc(&h_api, "/api", request_cb)) != 0 ||
 	    (rv = nng_http_handler_set_tree(h_api)) != 0 ||
 	    (rv = nng_http_handler_set_method(h_api, NULL)) != 0 ||
@@ -541,7 +551,12 @@ int agg_http_start(uv_loop_t *loop, const char *url, struct agg_http **httpp)
 	    (rv = nng_http_handler_alloc(&h_root, "/", request_cb)) != 0 ||
 	    (rv = nng_http_handler_set_method(h_root, NULL)) != 0 ||
 	    (rv = nng_http_handler_collect_body(h_root, true, AGG_HTTP_MAX_REQUEST)) != 0 ||
-	    (rv = nng_http_handler_set_data(h_root, http, NULL)) != 0) {
+	    (rv = nng_http_handler_set_data(h_root, http, NULL)) != 0 ||
+	    (rv = nng_http_handler_alloc(&h_ui, "/ui", request_cb)) != 0 ||
+	    (rv = nng_http_handler_set_tree(h_ui)) != 0 ||
+	    (rv = nng_http_handler_set_method(h_ui, NULL)) != 0 ||
+	    (rv = nng_http_handler_collect_body(h_ui, true, AGG_HTTP_MAX_REQUEST)) != 0 ||
+	    (rv = nng_http_handler_set_data(h_ui, http, NULL)) != 0) {
 		sh_err("could not set up HTTP handlers: %s", nng_strerror(rv));
 		goto fail;
 	}
@@ -555,6 +570,11 @@ int agg_http_start(uv_loop_t *loop, const char *url, struct agg_http **httpp)
 		goto fail;
 	}
 	h_root = NULL;
+	if ((rv = nng_http_server_add_handler(http->server, h_ui)) != 0) {
+		sh_err("could not add HTTP handler \"/ui\": %s", nng_strerror(rv));
+		goto fail;
+	}
+	h_ui = NULL;
 	if ((rv = nng_http_server_start(http->server)) != 0) {
 		sh_err("could not listen on \"%s\": %s", url, nng_strerror(rv));
 		goto fail;
@@ -584,6 +604,8 @@ fail:
 		nng_http_handler_free(h_api);
 	if (h_root != NULL)
 		nng_http_handler_free(h_root);
+	if (h_ui != NULL)
+		nng_http_handler_free(h_ui);
 	if (http->server != NULL)
 		nng_http_server_release(http->server);
 	nng_url_free(u);
@@ -599,7 +621,8 @@ int agg_http_route(struct agg_http *http, const char *method, const char *path,
 	int i;
 
 	if (method == NULL || path == NULL || cb == NULL ||
-	    (strcmp(path, "/") != 0 && strcmp(path, "/api") != 0 && strncmp(path, "/api/", 5) != 0))
+	    (strcmp(path, "/") != 0 && strcmp(path, "/api") != 0 && strncmp(path, "/api/", 5) != 0 &&
+	     strcmp(path, "/ui") != 0 && strncmp(path, "/ui/", 4) != 0))
 		return -EINVAL;
 	for (i = 0; i < http->nroutes; i++) {
 		if (strcmp(http->routes[i].method, method) == 0 &&
@@ -671,6 +694,12 @@ const void *agg_http_req_body(const struct agg_http_req *req, size_t *len)
 int agg_http_respond(struct agg_http_req *req, int status, const char *content_type,
 		     const void *body, size_t len)
 {
+	return agg_http_respond_headers(req, status, content_type, NULL, body, len);
+}
+
+int agg_http_respond_headers(struct agg_http_req *req, int status, const char *content_type,
+			     const char *const *headers, const void *body, size_t len)
+{
 	struct agg_http *http = req->http;
 	nng_aio *aio = req->aio;
 	int rv = -ESHUTDOWN;
@@ -683,7 +712,7 @@ int agg_http_respond(struct agg_http_req *req, int status, const char *content_t
 			http->errors++;
 			pthread_mutex_unlock(&http->mtx);
 		}
-		rv = finish_aio(aio, status, content_type, body, len);
+		rv = finish_aio(aio, status, content_type, headers, body, len);
 	}
 	req_free(req);
 	maybe_free(http);

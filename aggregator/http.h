@@ -12,8 +12,8 @@
  * Size limits: nng refuses a body of more than AGG_HTTP_MAX_REQUEST bytes
  * with 400 before reading it, and drops the connection when the request
  * line and headers do not fit its 8 KiB buffer. nng itself answers paths
- * outside "/" and "/api/..." with 404 (HTML); everything under them gets
- * JSON errors from here.
+ * outside "/", "/api/..." and "/ui/..." (the web pages) with 404 (HTML);
+ * everything under them gets JSON errors from here.
  */
 #ifndef AGG_HTTP_H
 #define AGG_HTTP_H
@@ -52,7 +52,8 @@ int agg_http_start(uv_loop_t *loop, const char *url, struct agg_http **httpp);
 
 /* agg_http_route registers cb for requests with this method ("GET"; HEAD
  * requests use the GET route) and exact, percent-decoded path ("/api/hosts";
- * a trailing '/' is ignored). path must be "/" or start with "/api/".
+ * a trailing '/' is ignored). path must be "/", "/api", "/ui" or start
+ * with "/api/" or "/ui/".
  * method and path are copied; arg is borrowed until agg_http_stop(). Returns
  * 0, -EEXIST, -EINVAL or -ENOMEM. */
 int agg_http_route(struct agg_http *http, const char *method, const char *path,
@@ -96,6 +97,14 @@ const void *agg_http_req_body(const struct agg_http_req *req, size_t *len);
  * no response could be built (nng then closes the connection). */
 int agg_http_respond(struct agg_http_req *req, int status, const char *content_type,
 		     const void *body, size_t len);
+
+/* agg_http_respond_headers is agg_http_respond() with extra response
+ * headers: headers (borrowed for the call; may be NULL) is a NULL-ended
+ * array of name, value pairs, e.g. { "Cache-Control", "max-age=60", NULL }.
+ * Without a "Cache-Control" among them the answer says "no-store", as
+ * agg_http_respond()'s do. Takes ownership of req like agg_http_respond(). */
+int agg_http_respond_headers(struct agg_http_req *req, int status, const char *content_type,
+			     const char *const *headers, const void *body, size_t len);
 
 /* agg_http_respond_error answers req with status and the JSON body
  * {"error": "<message>"}, message formatted like printf; takes ownership

@@ -279,6 +279,8 @@ static const char index_html[] =
 	"<!DOCTYPE html>\n"
 	"<html><head><meta charset=\"utf-8\"><title>spikehound</title></head><body>\n"
 	"<h1>spikehound aggregator</h1>\n"
+	"<p><a href=\"/ui/\">Web pages</a>: spikes by time, incidents, the kernel report, "
+	"captures with heat maps and flame graphs.</p>\n"
 	"<p>JSON query API (times: Unix ns or <code>now</code>, <code>-60s</code>, ISO 8601; "
 	"windows: ns or <code>30s</code>; a window is at&plusmn;window):</p>\n"
 	"<ul>\n"

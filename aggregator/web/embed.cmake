@@ -1,0 +1,30 @@
+# embed.cmake: run at build time (cmake -P) by aggregator/CMakeLists.txt:
+# turns every DIR/*.html, *.css and *.js into a C array in OUT, with the
+# table agg_webui_files[] of {URL path, Content-Type, data, length} that
+# webui.c serves. The table is the whole set of files: nothing is looked up
+# on disk at run time.
+file(GLOB files "${DIR}/*.html" "${DIR}/*.css" "${DIR}/*.js")
+list(SORT files)
+set(body "/* generated from aggregator/web/ by aggregator/web/embed.cmake: do not edit */\n#include <stddef.h>\n#include \"webui.h\"\n")
+set(table "")
+set(i 0)
+foreach(f ${files})
+  get_filename_component(name "${f}" NAME)
+  if(name MATCHES "\\.html$")
+    set(type "text/html; charset=utf-8")
+  elseif(name MATCHES "\\.css$")
+    set(type "text/css; charset=utf-8")
+  else()
+    set(type "text/javascript; charset=utf-8")
+  endif()
+  file(READ "${f}" hex HEX)
+  string(LENGTH "${hex}" hexlen)
+  math(EXPR len "${hexlen} / 2")
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+  string(APPEND body "static const unsigned char f${i}[] = {${hex}0x00};\n")
+  string(APPEND table "  {\"/ui/${name}\", \"${type}\", f${i}, ${len}},\n")
+  math(EXPR i "${i}+1")
+endforeach()
+string(APPEND body "const struct agg_webui_file agg_webui_files[] = {\n${table}  {NULL, NULL, NULL, 0}\n};\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(RENAME "${OUT}.tmp" "${OUT}")
