@@ -19,45 +19,18 @@
 # Environment (set by ctest): SH_AGG_BIN, SH_AGENT_BIN, SH_CLI_BIN,
 # SH_TEST_DSN_FILE. Exits 77 (SKIP) when it cannot run here (not root:
 # the agent loads BPF; no openssl to make certificates).
-set -u
+. "$(dirname "$0")/../lib.sh"
 
-DIR=$(mktemp -d /tmp/sh-tls.XXXXXX)
-PIDS=""
-DROP_DB=""
-
-skip() { echo "SKIP: $*"; exit 77; }
-fail() {
-	echo "FAIL: $*"
-	for f in "$DIR"/*.log; do
-		[ -f "$f" ] || continue
-		echo "--- last lines of $f"
-		tail -n 15 "$f"
-	done
-	exit 1
-}
-log() { echo "[$(date +%T.%3N)] $*"; }
-cleanup() {
-	set +e
-	for pid in $PIDS; do kill -TERM "$pid" 2>/dev/null; done
-	for pid in $PIDS; do
-		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null
-	done
-	[ -n "$DROP_DB" ] && psql "$BASE" -qAt -c "DROP DATABASE IF EXISTS $DROP_DB" >/dev/null 2>&1
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-[ "$(id -u)" -eq 0 ] || skip "the agent needs root (BPF)"
-[ -r /sys/kernel/btf/vmlinux ] || skip "kernel has no BTF (/sys/kernel/btf/vmlinux)"
-command -v openssl >/dev/null || skip "no openssl (to make the test certificates)"
-[ -n "${SH_TEST_DSN_FILE:-}" ] && [ -f "$SH_TEST_DSN_FILE" ] || skip "no PostgreSQL fixture"
+[ "$(id -u)" -eq 0 ] || sh_skip "the agent needs root (BPF)"
+[ -r /sys/kernel/btf/vmlinux ] || sh_skip "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+command -v openssl >/dev/null || sh_skip "no openssl (to make the test certificates)"
+[ -n "${SH_TEST_DSN_FILE:-}" ] && [ -f "$SH_TEST_DSN_FILE" ] || sh_skip "no PostgreSQL fixture"
 for b in "${SH_AGG_BIN:-}" "${SH_AGENT_BIN:-}" "${SH_CLI_BIN:-}"; do
-	[ -x "$b" ] || fail "not built: $b"
+	[ -x "$b" ] || sh_fail "not built: $b"
 done
 
 # ---- certificates
-P="$DIR/pki"
+P="$SH_DIR/pki"
 mkdir -p "$P"
 newkey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1" 2>/dev/null; }
 ca() {
@@ -73,48 +46,41 @@ leaf() {
 			-out "$P/$1.pem" -days 2 -extfile "$P/$1.ext" 2>/dev/null
 }
 ca ca && ca rogue && leaf server ca localhost DNS:localhost && leaf agent ca agent-1 &&
-	leaf intruder rogue agent-2 || fail "could not make the test certificates"
+	leaf intruder rogue agent-2 || sh_fail "could not make the test certificates"
 
-BASE=$(cat "$SH_TEST_DSN_FILE")
-DB="tls_$$"
-psql "$BASE" -qAt -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null ||
-	fail "could not create database $DB"
-DROP_DB=$DB
-DSN="$BASE dbname=$DB"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-sql() { psql "$DSN" -qAt -F '|' -v ON_ERROR_STOP=1 -c "$1"; }
-PORT=$(free_port)
-HPORT=$(free_port)
+sh_fresh_db tls
+sql() { sh_sql "$1"; }
+PORT=$(sh_free_port)
+HPORT=$(sh_free_port)
 URL="tls+tcp://127.0.0.1:$PORT"
 CURL="tls+tcp://127.0.0.1:$((PORT + 2))"
 API="http://127.0.0.1:$HPORT"
 
 # ---- 3a. an aggregator on tls+tcp:// without a certificate
-out=$(timeout 20 "$SH_AGG_BIN" --db "$DSN" --listen "$URL" --http "http://127.0.0.1:$(free_port)" \
-	--data-dir "$DIR/agg0" 2>&1)
+out=$(timeout 20 "$SH_AGG_BIN" --db "$SH_DSN" --listen "$URL" --http "http://127.0.0.1:$(sh_free_port)" \
+	--data-dir "$SH_DIR/agg0" 2>&1)
 rc=$?
 echo "$out" | grep -q "tls_cert and tls_key are required" && [ "$rc" -ne 0 ] ||
-	fail "an aggregator on tls+tcp:// without a certificate: exit $rc, said: $out"
-log "aggregator without a certificate refused: $(echo "$out" | grep -m1 'tls_cert')"
+	sh_fail "an aggregator on tls+tcp:// without a certificate: exit $rc, said: $out"
+sh_log "aggregator without a certificate refused: $(echo "$out" | grep -m1 'tls_cert')"
 
-"$SH_AGG_BIN" --db "$DSN" --listen "$URL" --http "$API" --data-dir "$DIR/agg" --stats-interval 5s \
+"$SH_AGG_BIN" --db "$SH_DSN" --listen "$URL" --http "$API" --data-dir "$SH_DIR/agg" --stats-interval 5s \
 	--set "tls_cert=$P/server.pem" --set "tls_key=$P/server.key" --set "tls_ca=$P/ca.pem" \
-	>"$DIR/aggregator.log" 2>&1 &
-AGG=$!
-PIDS="$AGG"
-for _ in $(seq 1 300); do grep -q ' ready' "$DIR/aggregator.log" && break; sleep 0.1; done
-grep -q ' ready' "$DIR/aggregator.log" || fail "the aggregator did not start"
-grep -q "control: listening on $CURL" "$DIR/aggregator.log" || fail "no TLS control plane on $CURL"
-log "aggregator: data $URL, control $CURL, mutual TLS"
+	>"$SH_DIR/aggregator.log" 2>&1 &
+SH_PIDS="$SH_PIDS $!"
+for _ in $(seq 1 300); do grep -q ' ready' "$SH_DIR/aggregator.log" && break; sleep 0.1; done
+grep -q ' ready' "$SH_DIR/aggregator.log" || sh_fail "the aggregator did not start"
+grep -q "control: listening on $CURL" "$SH_DIR/aggregator.log" || sh_fail "no TLS control plane on $CURL"
+sh_log "aggregator: data $URL, control $CURL, mutual TLS"
 
 # agent NAME URL [flags]: start an agent in the background
 agent() {
 	local name=$1 url=$2
 	shift 2
-	"$SH_AGENT_BIN" run --aggregator "$url" --interval 1s --spool-dir "$DIR/spool-$name" \
+	"$SH_AGENT_BIN" run --aggregator "$url" --interval 1s --spool-dir "$SH_DIR/spool-$name" \
 		--spool-fsync false --detectors none --capture-local 0 --label "who=$name" "$@" \
-		>"$DIR/agent-$name.log" 2>&1 &
-	PIDS="$! $PIDS"
+		>"$SH_DIR/agent-$name.log" 2>&1 &
+	SH_PIDS="$! $SH_PIDS"
 	eval "PID_$name=$!"
 }
 
@@ -122,11 +88,11 @@ agent() {
 check_refused() {
 	local what=$1 want=$2
 	shift 2
-	out=$(timeout 20 "$SH_AGENT_BIN" run --interval 1s --spool-dir "$DIR/spool-x" --spool-fsync false \
+	out=$(timeout 20 "$SH_AGENT_BIN" run --interval 1s --spool-dir "$SH_DIR/spool-x" --spool-fsync false \
 		--detectors none "$@" 2>&1)
 	rc=$?
-	echo "$out" | grep -q "$want" && [ "$rc" -ne 0 ] || fail "$what: exit $rc, said: $out"
-	log "refused ($what): $(echo "$out" | grep -m1 "$want")"
+	echo "$out" | grep -q "$want" && [ "$rc" -ne 0 ] || sh_fail "$what: exit $rc, said: $out"
+	sh_log "refused ($what): $(echo "$out" | grep -m1 "$want")"
 }
 check_refused "tls+tcp:// without tls_ca" "tls_ca is required" --aggregator "$URL"
 check_refused "TLS files with tcp://" "is not a tls+tcp:// address" \
@@ -142,20 +108,22 @@ agent distrust "$URL" --tls-ca "$P/rogue.pem" --tls-cert "$P/agent.pem" --tls-ke
 agent wrongname "$URL" --tls-ca "$P/ca.pem" --tls-cert "$P/agent.pem" --tls-key "$P/agent.key" \
 	--tls-server-name aggregator.example
 agent plain "tcp://127.0.0.1:$PORT" --control "tcp://127.0.0.1:$((PORT + 2))"
-log "5 agents that must not get in: running for 12 s"
+sh_log "5 agents that must not get in: running for 12 s"
 sleep 12
 for n in nocert intruder distrust wrongname plain; do
 	eval "pid=\$PID_$n"
-	kill -0 "$pid" 2>/dev/null || fail "agent $n exited (it should keep trying): $(tail -3 "$DIR/agent-$n.log")"
+	kill -0 "$pid" 2>/dev/null || sh_fail "agent $n exited (it should keep trying): $(tail -3 "$SH_DIR/agent-$n.log")"
 done
 got=$(sql "SELECT (SELECT count(*) FROM hosts), (SELECT count(*) FROM summaries), (SELECT count(*) FROM capture_hosts)")
-log "hosts|summaries|capture hosts stored = $got"
-[ "$got" = "0|0|0" ] || fail "something got in: $got"
+sh_log "hosts|summaries|capture hosts stored = $got"
+[ "$got" = "0|0|0" ] || sh_fail "something got in: $got"
+for n in nocert intruder distrust wrongname plain; do
+	eval "kill -TERM \$PID_$n"
+done
 for n in nocert intruder distrust wrongname plain; do
 	eval "pid=\$PID_$n"
-	kill -TERM "$pid"
 	wait "$pid" 2>/dev/null
-	log "agent $n: $(grep -c 'could not deliver\|no reply\|could not send' "$DIR/agent-$n.log") delivery warnings, e.g. $(grep -m1 -o 'could not deliver.*\|no reply.*\|could not send.*' "$DIR/agent-$n.log" | cut -c1-120)"
+	sh_log "agent $n: $(grep -c 'could not deliver\|no reply\|could not send' "$SH_DIR/agent-$n.log") delivery warnings, e.g. $(grep -m1 -o 'could not deliver.*\|no reply.*\|could not send.*' "$SH_DIR/agent-$n.log" | cut -c1-200)"
 done
 
 # ---- 2. the enrolled agent
@@ -165,24 +133,24 @@ for _ in $(seq 1 80); do
 	[ "${n:-0}" -ge 3 ] && break
 	sleep 0.25
 done
-[ "${n:-0}" -ge 3 ] || fail "the enrolled agent's summaries did not arrive ($n)"
+[ "${n:-0}" -ge 3 ] || sh_fail "the enrolled agent's summaries did not arrive ($n)"
 H=$(sql "SELECT host_id FROM hosts WHERE labels->>'who' = 'good'")
-[ -n "$H" ] || fail "the enrolled agent's host is not known"
-grep -q "control plane: polling $CURL" "$DIR/agent-good.log" || fail "the agent does not poll $CURL"
-log "enrolled agent: host $H, $n summaries"
+[ -n "$H" ] || sh_fail "the enrolled agent's host is not known"
+grep -q "control plane: polling $CURL" "$SH_DIR/agent-good.log" || sh_fail "the agent does not poll $CURL"
+sh_log "enrolled agent: host $H, $n summaries"
 sleep 6 # history for the capture window
 out=$("$SH_CLI_BIN" --server "$API" capture --host "$H" --at now --before 5s --after 1s 2>&1) ||
-	fail "spikehound capture failed: $out"
+	sh_fail "spikehound capture failed: $out"
 ID=$(echo "$out" | awk '$1 == "capture" && $3 == "asked" { print $2; exit }')
-[ -n "$ID" ] || fail "no capture id in: $out"
+[ -n "$ID" ] || sh_fail "no capture id in: $out"
 for _ in $(seq 1 120); do
 	st=$(sql "SELECT status FROM capture_hosts WHERE capture_id = '$ID'")
 	[ "$st" = complete ] && break
 	sleep 0.25
 done
-[ "$st" = complete ] || fail "capture $ID over the TLS control plane: status $st"
+[ "$st" = complete ] || sh_fail "capture $ID over the TLS control plane: status $st"
 got=$(sql "SELECT total_chunks || ' chunks, ' || compressed_bytes || ' bytes, sha256 ' ||
 	(encode(sha256(payload), 'hex') = sha256) FROM capture_hosts WHERE capture_id = '$ID'")
-log "capture $ID over TLS: complete, $got"
-echo "$got" | grep -q "sha256 true" || fail "capture payload does not match its checksum"
-log "PASS"
+sh_log "capture $ID over TLS: complete, $got"
+echo "$got" | grep -q "sha256 true" || sh_fail "capture payload does not match its checksum"
+sh_log "PASS"

@@ -3,63 +3,15 @@
 # in a database of its own) and the real agent, makes the kernel misbehave,
 # and asserts what a user would see. Everything it starts is stopped by the
 # EXIT trap; it exits 77 (SKIP) with the reason when it cannot run here.
+# The generic parts (sh_skip, sh_fail, sh_log, sh_on_exit, sh_fresh_db,
+# sh_free_port, sh_sql, sh_require_root_bpf, $SH_DIR, $SH_PIDS) are in
+# tests/lib.sh.
 #
 # Environment (set by ctest): SH_BUILD (build dir), SH_TEST_DSN_FILE.
 # After sh_start: $SH_DSN, $SH_DIR (temp dir), $SH_HTTP (query API URL),
 # $SH_CLI (spikehound CLI binary), $SH_AGENT_LOG, $SH_AGG_LOG.
 
-set -u
-SH_PIDS=""
-SH_DIR=$(mktemp -d /tmp/sh-scenario.XXXXXX)
-SH_CLEANUP_CMDS=""
-
-sh_skip() { echo "SKIP: $*"; exit 77; }
-sh_fail() { echo "FAIL: $*"; sh_dump_logs; exit 1; }
-sh_log() { echo "[$(date +%T.%3N)] $*"; }
-
-sh_dump_logs() {
-	for f in "$SH_DIR"/*.log; do
-		[ -f "$f" ] || continue
-		echo "--- last lines of $f"
-		tail -n 30 "$f"
-	done
-}
-
-# sh_on_exit CMD: run CMD (a string) at exit, before the daemons stop.
-sh_on_exit() { SH_CLEANUP_CMDS="$SH_CLEANUP_CMDS
-$1"; }
-
-sh_cleanup() {
-	set +e
-	eval "$SH_CLEANUP_CMDS"
-	for pid in $SH_PIDS; do kill -TERM "$pid" 2>/dev/null; done
-	for pid in $SH_PIDS; do
-		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null
-	done
-	rm -rf "$SH_DIR"
-}
-trap sh_cleanup EXIT
-
-sh_require_root_bpf() {
-	[ "$(id -u)" -eq 0 ] || sh_skip "needs root (BPF, /proc of other users, cgroups)"
-	[ -r /sys/kernel/btf/vmlinux ] || sh_skip "kernel has no BTF (/sys/kernel/btf/vmlinux)"
-}
-
-# sh_fresh_db NAME: a new database on the fixture cluster; sets SH_DSN.
-sh_fresh_db() {
-	[ -n "${SH_TEST_DSN_FILE:-}" ] && [ -f "$SH_TEST_DSN_FILE" ] ||
-		sh_skip "no PostgreSQL fixture (SH_TEST_DSN_FILE)"
-	local base db
-	base=$(cat "$SH_TEST_DSN_FILE")
-	db="$1_$$"
-	psql "$base" -qAt -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null ||
-		sh_fail "could not create database $db"
-	SH_DSN="$base dbname=$db"
-	sh_on_exit "psql '$base' -qAt -c 'DROP DATABASE IF EXISTS $db' >/dev/null 2>&1"
-}
-
-sh_free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 # sh_start [agent flags...]: aggregator + agent (1 s interval so summaries
 # arrive fast; every detector on with the defaults unless flags say).
@@ -86,9 +38,6 @@ sh_start() {
 	grep -q 'sending every' "$SH_AGENT_LOG" || sh_fail "agent did not start"
 	sleep 1
 }
-
-# sh_sql SQL: one query on the scenario's database, unaligned output.
-sh_sql() { psql "$SH_DSN" -qAt -F '|' -c "$1"; }
 
 # sh_wait_sql SQL SECONDS: wait until SQL returns a non-empty, non-zero value.
 sh_wait_sql() {
