@@ -13,69 +13,33 @@
 #
 # Environment (set by ctest): SH_FLEET_SIM, SH_AGG_BIN, SH_FLEET_DIR (this
 # directory), SH_TEST_DSN_FILE. Exits 77 (SKIP) when it cannot run here.
-set -u
-
-DIR=$(mktemp -d /tmp/sh-fleet.XXXXXX)
-AGG_PID=""
+. "$(dirname "$0")/../lib.sh"
 SIM_PID=""
-DROP_DB=""
+AGG_PID=""
+# the daemons this script starts and restarts, stopped at exit
+sh_on_exit 'sh_stop $SIM_PID $AGG_PID'
 
-skip() {
-	echo "SKIP: $*"
-	exit 77
-}
-fail() {
-	echo "FAIL: $*"
-	for f in "$DIR"/*.log; do
-		[ -f "$f" ] || continue
-		echo "--- last lines of $f"
-		tail -n 25 "$f"
-	done
-	exit 1
-}
-log() { echo "[$(date +%T.%3N)] $*"; }
+command -v python3 >/dev/null || sh_skip "no python3 (to read the truth file)"
+[ -x "${SH_FLEET_SIM:-}" ] || sh_fail "fleet-sim not built (SH_FLEET_SIM)"
+[ -x "${SH_AGG_BIN:-}" ] || sh_fail "aggregator not built (SH_AGG_BIN)"
 
-cleanup() {
-	set +e
-	for pid in $SIM_PID $AGG_PID; do
-		kill -TERM "$pid" 2>/dev/null
-		for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-		kill -KILL "$pid" 2>/dev/null
-	done
-	[ -n "$DROP_DB" ] && psql "$BASE" -qAt -c "DROP DATABASE IF EXISTS $DROP_DB" >/dev/null 2>&1
-	rm -rf "$DIR"
-}
-trap cleanup EXIT
-
-[ -n "${SH_TEST_DSN_FILE:-}" ] && [ -f "$SH_TEST_DSN_FILE" ] ||
-	skip "no PostgreSQL fixture (SH_TEST_DSN_FILE)"
-command -v psql >/dev/null || skip "no psql"
-command -v python3 >/dev/null || skip "no python3 (to read the truth file)"
-[ -x "${SH_FLEET_SIM:-}" ] || fail "fleet-sim not built (SH_FLEET_SIM)"
-[ -x "${SH_AGG_BIN:-}" ] || fail "aggregator not built (SH_AGG_BIN)"
-
-BASE=$(cat "$SH_TEST_DSN_FILE")
-DB="fleet_$$"
-psql "$BASE" -qAt -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null ||
-	fail "could not create database $DB"
-DROP_DB=$DB
-DSN="$BASE dbname=$DB"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=$(free_port)
-HPORT=$(free_port)
+sh_fresh_db fleet
+DSN=$SH_DSN
+PORT=$(sh_free_port)
+HPORT=$(sh_free_port)
 URL="tcp://127.0.0.1:$PORT"
 
 # start_agg LOG: start the aggregator and wait until it is ready.
 start_agg() {
 	"$SH_AGG_BIN" --db "$DSN" --listen "$URL" --http "http://127.0.0.1:$HPORT" \
-		--data-dir "$DIR/agg" --stats-interval 5s >"$1" 2>&1 &
+		--data-dir "$SH_DIR/agg" --stats-interval 5s >"$1" 2>&1 &
 	AGG_PID=$!
 	for _ in $(seq 1 300); do
 		grep -q ' ready' "$1" && return 0
 		kill -0 "$AGG_PID" 2>/dev/null || break
 		sleep 0.1
 	done
-	fail "the aggregator did not start (see $1)"
+	sh_fail "the aggregator did not start (see $1)"
 }
 
 stop_agg() {
@@ -90,34 +54,34 @@ sql() { psql "$DSN" -qAt -F '|' -v ON_ERROR_STOP=1 -c "$1"; }
 # total NAME FILE: a "name value" line of fleet-sim's totals.
 total() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
 
-start_agg "$DIR/aggregator1.log"
+start_agg "$SH_DIR/aggregator1.log"
 
 # ---- 1. backfill, then compare with the database and the truth
 # fleet-sim resends until everything is acknowledged; `timeout` bounds that
 # (on SIGTERM it drains for --drain, prints its totals and exits 1)
-log "fleet-sim: 100 hosts, 2 h of history (periodic_atop.scn)"
+sh_log "fleet-sim: 100 hosts, 2 h of history (periodic_atop.scn)"
 timeout 100 "$SH_FLEET_SIM" --drain 5s --aggregator "$URL" \
 	--scenario "$SH_FLEET_DIR/periodic_atop.scn" --hosts 100 --backfill 2h --seed 42 \
-	--truth "$DIR/truth.jsonl" --progress 2s \
-	>"$DIR/totals1.txt" 2>"$DIR/sim1.log"
+	--truth "$SH_DIR/truth.jsonl" --progress 2s \
+	>"$SH_DIR/totals1.txt" 2>"$SH_DIR/sim1.log"
 rc=$?
-cat "$DIR/totals1.txt"
-[ "$rc" -eq 0 ] || fail "fleet-sim exited $rc: $(total rejected "$DIR/totals1.txt") rejected, $(total unacked "$DIR/totals1.txt") not acknowledged (in 100 s)"
-S1=$(total acked_summaries "$DIR/totals1.txt")
-E1=$(total acked_events "$DIR/totals1.txt")
+cat "$SH_DIR/totals1.txt"
+[ "$rc" -eq 0 ] || sh_fail "fleet-sim exited $rc: $(total rejected "$SH_DIR/totals1.txt") rejected, $(total unacked "$SH_DIR/totals1.txt") not acknowledged (in 100 s)"
+S1=$(total acked_summaries "$SH_DIR/totals1.txt")
+E1=$(total acked_events "$SH_DIR/totals1.txt")
 [ -n "$S1" ] && [ "$S1" -gt 0 ] && [ -n "$E1" ] && [ "$E1" -gt 0 ] ||
-	fail "no acknowledged summaries or events in the totals"
-[ "$(total summaries "$DIR/totals1.txt")" = "$S1" ] || fail "not every summary was acknowledged"
-[ "$(total events "$DIR/totals1.txt")" = "$E1" ] || fail "not every event was acknowledged"
-[ "$(total rejected "$DIR/totals1.txt")" = 0 ] || fail "the aggregator rejected messages"
+	sh_fail "no acknowledged summaries or events in the totals"
+[ "$(total summaries "$SH_DIR/totals1.txt")" = "$S1" ] || sh_fail "not every summary was acknowledged"
+[ "$(total events "$SH_DIR/totals1.txt")" = "$E1" ] || sh_fail "not every event was acknowledged"
+[ "$(total rejected "$SH_DIR/totals1.txt")" = 0 ] || sh_fail "the aggregator rejected messages"
 
 got=$(sql "SELECT (SELECT count(*) FROM summaries), (SELECT count(*) FROM spike_events),
 	(SELECT count(*) FROM hosts), (SELECT count(*) FROM boots)")
-log "database: summaries|events|hosts|boots = $got"
-[ "$got" = "$S1|$E1|100|100" ] || fail "database holds $got, fleet-sim acknowledged $S1 summaries, $E1 events of 100 hosts"
+sh_log "database: summaries|events|hosts|boots = $got"
+[ "$got" = "$S1|$E1|100|100" ] || sh_fail "database holds $got, fleet-sim acknowledged $S1 summaries, $E1 events of 100 hosts"
 
 # the truth: spike + noise lines are exactly the events, host lines the hosts
-python3 - "$DIR" <<'EOF' || fail "could not read the truth file"
+python3 - "$SH_DIR" <<'EOF' || sh_fail "could not read the truth file"
 import csv, json, sys
 d = sys.argv[1]
 hosts, events, causes, run = {}, [], {}, None
@@ -158,17 +122,17 @@ with open(d + "/truth_hosts.csv", "w") as f:
 with open(d + "/truth_counts.txt", "w") as f:
     f.write("%d %d\n" % (spikes, noise))
 EOF
-read -r SPIKES NOISE <"$DIR/truth_counts.txt"
-log "truth: $SPIKES injected spikes, $NOISE noise"
-[ "$SPIKES" = "$(total spikes_injected "$DIR/totals1.txt")" ] || fail "truth spikes differ from the totals"
-[ "$NOISE" = "$(total noise "$DIR/totals1.txt")" ] || fail "truth noise differs from the totals"
-[ $((SPIKES + NOISE)) -eq "$E1" ] || fail "truth has $((SPIKES + NOISE)) spikes, $E1 events were acknowledged"
+read -r SPIKES NOISE <"$SH_DIR/truth_counts.txt"
+sh_log "truth: $SPIKES injected spikes, $NOISE noise"
+[ "$SPIKES" = "$(total spikes_injected "$SH_DIR/totals1.txt")" ] || sh_fail "truth spikes differ from the totals"
+[ "$NOISE" = "$(total noise "$SH_DIR/totals1.txt")" ] || sh_fail "truth noise differs from the totals"
+[ $((SPIKES + NOISE)) -eq "$E1" ] || sh_fail "truth has $((SPIKES + NOISE)) spikes, $E1 events were acknowledged"
 
 got=$(psql "$DSN" -qAt -F '|' -v ON_ERROR_STOP=1 <<EOF
 CREATE TEMP TABLE t_ev (host_id uuid, kind text, us bigint, type text);
-\copy t_ev FROM '$DIR/truth_events.csv' CSV
+\copy t_ev FROM '$SH_DIR/truth_events.csv' CSV
 CREATE TEMP TABLE t_host (host_id uuid, hostname text, kernel text, rack text, cluster text, role text);
-\copy t_host FROM '$DIR/truth_hosts.csv' CSV
+\copy t_host FROM '$SH_DIR/truth_hosts.csv' CSV
 CREATE TEMP TABLE ev AS SELECT host_id, kind, (extract(epoch FROM ts) * 1000000)::bigint AS us
 	FROM spike_events;
 SELECT
@@ -182,38 +146,38 @@ SELECT
 	OR h.labels->>'role' IS DISTINCT FROM t.role);
 EOF
 )
-log "truth vs database: truth spikes without event|events without truth|hosts differing = $got"
-[ "$got" = "0|0|0" ] || fail "truth and database differ: $got"
+sh_log "truth vs database: truth spikes without event|events without truth|hosts differing = $got"
+[ "$got" = "0|0|0" ] || sh_fail "truth and database differ: $got"
 
 # ---- 2. another fleet across an aggregator restart
-log "fleet-sim: 200 more hosts, 6 h of history, aggregator restarted meanwhile"
+sh_log "fleet-sim: 200 more hosts, 6 h of history, aggregator restarted meanwhile"
 timeout 120 "$SH_FLEET_SIM" --drain 5s --aggregator "$URL" \
 	--scenario "$SH_FLEET_DIR/cluster_burst.scn" --hosts 200 \
 	--backfill 6h --seed 43 --concurrency 8 --timeout 2s --progress 1s \
-	>"$DIR/totals2.txt" 2>"$DIR/sim2.log" &
+	>"$SH_DIR/totals2.txt" 2>"$SH_DIR/sim2.log" &
 SIM_PID=$!
 sleep 1.5
 stop_agg
-log "aggregator stopped"
+sh_log "aggregator stopped"
 sleep 1
-start_agg "$DIR/aggregator2.log"
-log "aggregator started again"
+start_agg "$SH_DIR/aggregator2.log"
+sh_log "aggregator started again"
 wait "$SIM_PID"
 rc=$?
 SIM_PID=""
-cat "$DIR/totals2.txt"
-[ "$rc" -eq 0 ] || fail "fleet-sim exited $rc: $(total rejected "$DIR/totals2.txt") rejected, $(total unacked "$DIR/totals2.txt") not acknowledged (in 120 s)"
-S2=$(total acked_summaries "$DIR/totals2.txt")
-E2=$(total acked_events "$DIR/totals2.txt")
-[ "$(total summaries "$DIR/totals2.txt")" = "$S2" ] || fail "not every summary was acknowledged"
-[ "$(total events "$DIR/totals2.txt")" = "$E2" ] || fail "not every event was acknowledged"
-log "resends after the restart: $(total retries "$DIR/totals2.txt") ($(total timeouts "$DIR/totals2.txt") timeouts)"
+cat "$SH_DIR/totals2.txt"
+[ "$rc" -eq 0 ] || sh_fail "fleet-sim exited $rc: $(total rejected "$SH_DIR/totals2.txt") rejected, $(total unacked "$SH_DIR/totals2.txt") not acknowledged (in 120 s)"
+S2=$(total acked_summaries "$SH_DIR/totals2.txt")
+E2=$(total acked_events "$SH_DIR/totals2.txt")
+[ "$(total summaries "$SH_DIR/totals2.txt")" = "$S2" ] || sh_fail "not every summary was acknowledged"
+[ "$(total events "$SH_DIR/totals2.txt")" = "$E2" ] || sh_fail "not every event was acknowledged"
+sh_log "resends after the restart: $(total retries "$SH_DIR/totals2.txt") ($(total timeouts "$SH_DIR/totals2.txt") timeouts)"
 
 got=$(sql "SELECT (SELECT count(*) FROM summaries), (SELECT count(*) FROM spike_events),
 	(SELECT count(*) FROM hosts),
 	(SELECT count(*) FROM (SELECT 1 FROM summaries GROUP BY host_id, boot_id, seq HAVING count(*) > 1) d),
 	(SELECT count(*) FROM (SELECT 1 FROM spike_events GROUP BY host_id, boot_id, seq HAVING count(*) > 1) d)")
 want="$((S1 + S2))|$((E1 + E2))|300|0|0"
-log "database: summaries|events|hosts|duplicate summaries|duplicate events = $got"
-[ "$got" = "$want" ] || fail "database holds $got, expected $want"
-log "PASS"
+sh_log "database: summaries|events|hosts|duplicate summaries|duplicate events = $got"
+[ "$got" = "$want" ] || sh_fail "database holds $got, expected $want"
+sh_log "PASS"
