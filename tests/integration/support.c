@@ -200,3 +200,16 @@ void sht_rm_rf(const char *path)
 	if (pid > 0)
 		waitpid(pid, NULL, 0);
 }
+
+const char *sht_find_chromium(void)
+{
+	static const char *const paths[] = { "/usr/bin/chromium", "/usr/bin/chromium-browser", NULL };
+	const char *env = getenv("SH_TEST_CHROMIUM");
+
+	if (env)
+		return access(env, X_OK) == 0 ? env : NULL;
+	for (int i = 0; paths[i]; i++)
+		if (access(paths[i], X_OK) == 0)
+			return paths[i];
+	return NULL;
+}

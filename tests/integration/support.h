@@ -40,6 +40,11 @@ int64_t sht_query_i64(const char *dsn, const char *sql);
  * on error (printed). */
 int sht_query_text(const char *dsn, const char *sql, char *out, size_t len);
 
+/* sht_find_chromium returns the path of a headless-capable Chromium, or
+ * NULL; $SH_TEST_CHROMIUM overrides the search (a path that is not
+ * executable: as if absent, to test the SKIP path). */
+const char *sht_find_chromium(void);
+
 /* sht_free_port returns a TCP port on 127.0.0.1 that was free a moment ago. */
 int sht_free_port(void);
 

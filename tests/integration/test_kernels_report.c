@@ -495,22 +495,6 @@ static void test_html_in_browser(void **state)
 
 /* ---- setup --------------------------------------------------------------------- */
 
-/* find_chromium returns the browser's path, or NULL; $SH_TEST_CHROMIUM
- * overrides the search (a path that is not executable: as if absent). */
-static const char *find_chromium(void)
-{
-	static const char *const paths[] = { "/usr/bin/chromium", "/usr/bin/chromium-browser", NULL };
-	const char *env = getenv("SH_TEST_CHROMIUM");
-
-	if (env)
-		return access(env, X_OK) == 0 ? env : NULL;
-
-	for (int i = 0; paths[i]; i++)
-		if (access(paths[i], X_OK) == 0)
-			return paths[i];
-	return NULL;
-}
-
 static int setup(void **state)
 {
 	int rv = sht_fresh_db("kernels", dsn, sizeof(dsn));
@@ -535,7 +519,7 @@ static int setup(void **state)
 		fprintf(stderr, "the aggregator did not start; see %s\n", logpath);
 		return -1;
 	}
-	chromium = find_chromium();
+	chromium = sht_find_chromium();
 	return 0;
 }
 
@@ -570,7 +554,7 @@ int main(void)
 	if ((pre = sht_fixture_dsn(probe, sizeof(probe))) != 0)
 		return pre == SHT_SKIP ? SHT_SKIP : 1;
 	rv = cmocka_run_group_tests(tests, setup, teardown);
-	if (rv == 0 && !find_chromium()) {
+	if (rv == 0 && !sht_find_chromium()) {
 		printf("SKIP: chromium is not installed: the page was not rendered\n");
 		return SHT_SKIP;
 	}

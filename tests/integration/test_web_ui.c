@@ -47,6 +47,7 @@
 #include "profile.pb-c.h"
 #include "spikehound.pb-c.h"
 #include "support.h"
+#include "xmlcheck.h"
 
 #define NS 1000000000LL
 #define MS 1000000LL
@@ -456,117 +457,6 @@ static size_t count_str(const char *s, const char *needle)
 	return n;
 }
 
-static bool name_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_' || c == ':' || c == '.';
-}
-
-static bool entity_ok(const char *s)
-{
-	size_t n = 1;
-
-	if (s[n] == '#')
-		n++;
-	while ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') ||
-	       (s[n] >= 'A' && s[n] <= 'F' && s[1] == '#'))
-		n++;
-	return n > 1 && s[n] == ';';
-}
-
-/* xml_ok checks well-formedness the way an XML parser would reject a
- * document: balanced, properly nested tags; quoted attributes without '<';
- * entities well formed; text only inside the one root element; CDATA and
- * comments closed. Counts the elements named "rect" and "text" (the
- * element names, not substrings of text). */
-static bool xml_ok(const char *s, size_t *nrect, size_t *ntext)
-{
-	const char *stack[128];
-	size_t lens[128], depth = 0;
-	int roots = 0;
-
-	*nrect = *ntext = 0;
-	if (strncmp(s, "<?xml", 5) == 0) {
-		if (!(s = strstr(s, "?>")))
-			return false;
-		s += 2;
-	}
-	while (*s) {
-		if (*s == '&') {
-			if (!entity_ok(s))
-				return false;
-			s++;
-		} else if (*s != '<') {
-			if (depth == 0 && *s != '\n' && *s != ' ')
-				return false;
-			s++;
-		} else if (strncmp(s, "<![CDATA[", 9) == 0) {
-			if (depth == 0 || !(s = strstr(s, "]]>")))
-				return false;
-			s += 3;
-		} else if (strncmp(s, "<!--", 4) == 0) {
-			if (!(s = strstr(s, "-->")))
-				return false;
-			s += 3;
-		} else if (s[1] == '/') {
-			const char *n = s + 2;
-			size_t l = 0;
-
-			while (name_char(n[l]))
-				l++;
-			if (depth == 0 || n[l] != '>' || l != lens[depth - 1] ||
-			    strncmp(n, stack[depth - 1], l) != 0)
-				return false;
-			depth--;
-			s = n + l + 1;
-		} else {
-			const char *n = s + 1;
-			size_t l = 0;
-
-			while (name_char(n[l]))
-				l++;
-			if (l == 0)
-				return false;
-			if (l == 4 && strncmp(n, "rect", 4) == 0)
-				(*nrect)++;
-			if (l == 4 && strncmp(n, "text", 4) == 0)
-				(*ntext)++;
-			s = n + l;
-			for (;;) {
-				while (*s == ' ' || *s == '\n' || *s == '\t')
-					s++;
-				if (*s == '>' || (s[0] == '/' && s[1] == '>'))
-					break;
-				if (!name_char(*s))
-					return false;
-				while (name_char(*s))
-					s++;
-				if (s[0] != '=' || s[1] != '"')
-					return false;
-				for (s += 2; *s != '"'; s++) {
-					if (*s == '\0' || *s == '<')
-						return false;
-					if (*s == '&' && !entity_ok(s))
-						return false;
-				}
-				s++;
-			}
-			if (depth == 0 && roots++)
-				return false;
-			if (*s == '/') {
-				s += 2;
-			} else {
-				if (depth == 128)
-					return false;
-				stack[depth] = n;
-				lens[depth++] = l;
-				s++;
-			}
-		}
-	}
-	return depth == 0 && roots == 1;
-}
-
 /* get_svg GETs path, checks 200 image/svg+xml and well-formed XML; returns
  * the body (caller frees) and the element counts. */
 static char *get_svg(const char *path, size_t *nrect, size_t *ntext)
@@ -576,7 +466,7 @@ static char *get_svg(const char *path, size_t *nrect, size_t *ntext)
 	if (r.status != 200)
 		fail_msg("GET %s: %d %s", path, r.status, r.body);
 	assert_string_equal(r.ctype, "image/svg+xml");
-	if (!xml_ok(r.body, nrect, ntext))
+	if (!sht_xml_ok(r.body, nrect, ntext))
 		fail_msg("GET %s: not well-formed XML:\n%.2000s", path, r.body);
 	assert_non_null(strstr(r.body, "<svg"));
 	assert_null(strstr(r.body, "<img")); /* hostile names are escaped */
@@ -1051,19 +941,6 @@ static void test_stop_during_renders(void **state)
 
 /* ---- setup ------------------------------------------------------------------------ */
 
-static const char *find_chromium(void)
-{
-	static const char *const paths[] = {"/usr/bin/chromium", "/usr/bin/chromium-browser", NULL};
-	const char *env = getenv("SH_TEST_CHROMIUM");
-
-	if (env)
-		return access(env, X_OK) == 0 ? env : NULL;
-	for (int i = 0; paths[i]; i++)
-		if (access(paths[i], X_OK) == 0)
-			return paths[i];
-	return NULL;
-}
-
 static int setup(void **state)
 {
 	int rv = sht_fresh_db("webui", dsn, sizeof(dsn));
@@ -1137,7 +1014,7 @@ static int setup(void **state)
 		    " '') RETURNING 1) SELECT (SELECT count(*) FROM i) + (SELECT count(*) FROM s)") !=
 	    3)
 		return -1;
-	chromium = find_chromium();
+	chromium = sht_find_chromium();
 	return 0;
 }
 
@@ -1177,7 +1054,7 @@ int main(void)
 	if ((pre = sht_fixture_dsn(probe, sizeof(probe))) != 0)
 		return pre == SHT_SKIP ? SHT_SKIP : 1;
 	rv = cmocka_run_group_tests(tests, setup, teardown);
-	if (rv == 0 && !find_chromium()) {
+	if (rv == 0 && !sht_find_chromium()) {
 		printf("SKIP: chromium is not installed: the pages were not rendered\n");
 		return SHT_SKIP;
 	}

@@ -17,6 +17,7 @@
 
 #include "capview.h"
 #include "profile.pb-c.h"
+#include "xmlcheck.h"
 
 #define NS 1000000000LL
 #define MS 1000000LL
@@ -246,105 +247,6 @@ static bool text_ok(const char *s)
 	return true;
 }
 
-/* entity_ok: s points at '&'; a named or numeric entity follows. */
-static bool entity_ok(const char *s)
-{
-	size_t n = 1;
-
-	if (s[n] == '#')
-		n++;
-	while ((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9'))
-		n++;
-	return n > 1 && s[n] == ';';
-}
-
-static bool name_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '_' || c == ':' || c == '.';
-}
-
-/* xml_ok is a small well-formedness check: balanced tags, quoted
- * attributes without '<', entities well formed, one root element. */
-static bool xml_ok(const char *s)
-{
-	const char *stack[64];
-	size_t lens[64], depth = 0;
-	int roots = 0;
-
-	if (strncmp(s, "<?xml", 5) == 0) {
-		if (!(s = strstr(s, "?>")))
-			return false;
-		s += 2;
-	}
-	while (*s) {
-		if (*s == '&') {
-			if (!entity_ok(s))
-				return false;
-			s++;
-		} else if (*s != '<') {
-			if (depth == 0 && *s != '\n' && *s != ' ')
-				return false;
-			s++;
-		} else if (strncmp(s, "<![CDATA[", 9) == 0) {
-			if (!(s = strstr(s, "]]>")))
-				return false;
-			s += 3;
-		} else if (s[1] == '/') {
-			const char *n = s + 2;
-			size_t l = 0;
-
-			while (name_char(n[l]))
-				l++;
-			if (depth == 0 || n[l] != '>' || l != lens[depth - 1] ||
-			    strncmp(n, stack[depth - 1], l) != 0)
-				return false;
-			depth--;
-			s = n + l + 1;
-		} else {
-			const char *n = s + 1;
-			size_t l = 0;
-
-			while (name_char(n[l]))
-				l++;
-			if (l == 0)
-				return false;
-			s = n + l;
-			for (;;) {
-				while (*s == ' ' || *s == '\n')
-					s++;
-				if (*s == '>' || (s[0] == '/' && s[1] == '>'))
-					break;
-				if (!name_char(*s))
-					return false;
-				while (name_char(*s))
-					s++;
-				if (s[0] != '=' || s[1] != '"')
-					return false;
-				for (s += 2; *s != '"'; s++) {
-					if (*s == '\0' || *s == '<')
-						return false;
-					if (*s == '&' && !entity_ok(s))
-						return false;
-				}
-				s++;
-			}
-			if (depth == 0 && roots++)
-				return false;
-			if (*s == '/') {
-				s += 2;
-			} else {
-				if (depth == 64)
-					return false;
-				stack[depth] = n;
-				lens[depth++] = l;
-				s++;
-			}
-		}
-	}
-	return depth == 0 && roots == 1;
-}
-
 /* frame_width returns the width of the frame whose tooltip starts with
  * title (-1 when absent). */
 static double frame_width(const char *svg, const char *title)
@@ -570,7 +472,7 @@ static void test_flamegraph(void **state)
 	mem_open(&m);
 	assert_int_equal(agg_capview_write_flamegraph(m.f, s, &o), 0);
 	mem_close(&m);
-	assert_true(xml_ok(m.p));
+	assert_true(sht_xml_ok(m.p, NULL, NULL));
 	assert_true(text_ok(m.p));
 	wc = frame_width(m.p, "compute");
 	wr = frame_width(m.p, "read_req");
@@ -612,7 +514,7 @@ static void test_heatmap(void **state)
 	mem_open(&m);
 	assert_int_equal(agg_capview_write_heatmap(m.f, cv, NULL, &o), 0);
 	mem_close(&m);
-	assert_true(xml_ok(m.p));
+	assert_true(sht_xml_ok(m.p, NULL, NULL));
 	assert_true(text_ok(m.p));
 	assert_int_equal(count(m.p, "<rect class=\"c\""), 10 * 50);
 	for (p = m.p; (p = strstr(p, "data-n=\"")) != NULL; p++) {
@@ -681,7 +583,7 @@ static void test_diff(void **state)
 	mem_open(&m);
 	assert_int_equal(agg_capview_write_flamegraph(m.f, s, &o), 0);
 	mem_close(&m);
-	assert_true(xml_ok(m.p));
+	assert_true(sht_xml_ok(m.p, NULL, NULL));
 	/* drawn on the spike's layout: read_req 30 of 45, compute 10 of 45 */
 	assert_true(fabs(frame_width(m.p, "read_req") / frame_width(m.p, "compute") - 3.0) < 0.01);
 	assert_int_equal(strncmp(frame_fill(m.p, "read_req"), "#ff", 3), 0);   /* more */
@@ -828,7 +730,7 @@ static void run_all(struct agg_capview *cv)
 	mem_open(&m);
 	if (agg_capview_write_flamegraph(m.f, s, &o) == 0) {
 		mem_close(&m);
-		assert_true(xml_ok(m.p));
+		assert_true(sht_xml_ok(m.p, NULL, NULL));
 	} else {
 		mem_close(&m);
 	}
