@@ -313,7 +313,14 @@ int agent_capture_build(const struct agent_capture_src *src, const Spikehound__C
 	cap.host = (Spikehound__Hello *)src->hello;
 	cap.from_ns = req->from_ns;
 	cap.to_ns = req->to_ns;
-	cap.held_from_ns = t.first_mono ? t.first_mono + src->wall_minus_mono_ns : 0;
+	/* the recording covers the window from the asked start when the
+	 * recorder still held older records (idle CPUs leave no sample right
+	 * at the start), else from its oldest record */
+	agent_recorder_stats(src->rec, &rs);
+	if (t.first_mono && rs.records && rs.oldest_ns <= t.from_mono)
+		cap.held_from_ns = req->from_ns;
+	else
+		cap.held_from_ns = t.first_mono ? t.first_mono + src->wall_minus_mono_ns : 0;
 	cap.held_to_ns = t.last_mono ? t.last_mono + src->wall_minus_mono_ns : 0;
 	cap.trigger = req->trigger ? req->trigger : "";
 	cap.truncated = t.truncated;
