@@ -8,12 +8,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <nng/nng.h>
 #include <uv.h>
 
 #include "aggconfig.h"
 #include "aggserve.h"
 #include "log.h"
 #include "migrate.h"
+#include "nngerr.h"
 #include "pgembed.h"
 
 static void usage(FILE *f)
@@ -161,7 +163,7 @@ int main(int argc, char **argv)
 			agg_config_free(&cfg);
 			return 0;
 		case 'V':
-			printf("spikehound-aggregator %s\n", SH_VERSION);
+			printf("spikehound-aggregator %s (%s)\n", SH_VERSION, sh_nng_describe());
 			agg_config_free(&cfg);
 			return 0;
 		case O_MIGRATE:
@@ -208,6 +210,7 @@ int main(int argc, char **argv)
 	}
 	sh_log_set_level(cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);
+	sh_nng_warn_unpatched("spikehound-aggregator");
 
 	dsn = cfg.db;
 	if (!dsn[0]) {
@@ -241,5 +244,7 @@ cleanup:
 			status = 1;
 	}
 	agg_config_free(&cfg);
+	/* let nng's reaper finish what the closed sockets left to it */
+	nng_fini();
 	return status;
 }

@@ -2,8 +2,16 @@
 #include "nngerr.h"
 
 #include <errno.h>
+#include <stdio.h>
+#include <string.h>
 
 #include <nng/nng.h>
+
+#include "log.h"
+
+#ifndef SH_NNG_PATCHED
+#define SH_NNG_PATCHED 0
+#endif
 
 int sh_errno_from_nng(int rv)
 {
@@ -39,4 +47,23 @@ int sh_errno_from_nng(int rv)
 	default:
 		return -EIO;
 	}
+}
+
+const char *sh_nng_describe(void)
+{
+	static char buf[64];
+
+	snprintf(buf, sizeof(buf), "nng %s, %s", nng_version(),
+		 SH_NNG_PATCHED ? "patched (deploy/nng)" : "unpatched");
+	return buf;
+}
+
+void sh_nng_warn_unpatched(const char *who)
+{
+	/* 1.6 and later carry upstream's fix */
+	if (!SH_NNG_PATCHED && strncmp(nng_version(), "1.5.", 4) == 0)
+		sh_warn("%s: linked with the system's nng %s, without the fix in deploy/nng/: "
+			"after a lost connection it may never reconnect; build with "
+			"deploy/build-nng.sh",
+			who, nng_version());
 }

@@ -9,4 +9,11 @@
  * -ECONNRESET for any lost connection, ...); anything else is -EIO. */
 int sh_errno_from_nng(int rv);
 
+/* sh_nng_describe names the nng library linked in ("nng 1.5.2, patched" or
+ * "nng 1.5.2, unpatched"); sh_nng_warn_unpatched logs a warning when it is
+ * a 1.5 without deploy/nng's fix (a closed pipe can leave the process
+ * disconnected for good). */
+const char *sh_nng_describe(void);
+void sh_nng_warn_unpatched(const char *who);
+
 #endif

@@ -39,4 +39,7 @@ fi
 if ! id -u spikehound >/dev/null 2>&1; then
   useradd --system --home-dir /var/lib/spikehound --shell /usr/sbin/nologin spikehound
 fi
+# nng with spikehound's fix for a pipe-close race of 1.5.2 (deploy/nng/),
+# static, in /opt/spikehound/nng: the build links it when it is there
+bash "$(dirname "$0")/build-nng.sh"
 echo "install-deps.sh: dependencies ready" >&2

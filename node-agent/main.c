@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nng/nng.h>
+
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "nngerr.h"
 #if __has_include("record.h")
 #include "record.h"
 #define HAVE_RECORD 1
@@ -129,8 +132,11 @@ static int run_main(int argc, char **argv)
 	}
 	if (sh_log_set_level(cfg.log_level) != 0)
 		sh_log_set_level("info");
+	sh_nng_warn_unpatched("spikehound-agent");
 	rv = agent_daemon_run(&cfg);
 	agent_config_free(&cfg);
+	/* let nng's reaper finish what the closed sockets left to it */
+	nng_fini();
 	return rv == 0 ? 0 : 1;
 }
 
@@ -143,7 +149,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (argc > 1 && (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0)) {
-		printf("spikehound-agent %s\n", SH_VERSION);
+		printf("spikehound-agent %s (%s)\n", SH_VERSION, sh_nng_describe());
 		return 0;
 	}
 	if (argc > 1 && strcmp(argv[1], "record") == 0) {

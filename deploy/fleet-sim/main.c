@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nng/nng.h>
+
 #include "log.h"
 #include "run.h"
 #include "scenario.h"
@@ -378,6 +380,8 @@ int main(int argc, char **argv)
 
 	rv = fsim_run(&o, &stop_requested);
 	fsim_scenario_fini(&sc);
+	/* let nng's reaper finish what the closed sockets left to it */
+	nng_fini();
 	if (rv < 0) {
 		fprintf(stderr, "fleet-sim: %s\n", strerror(-rv));
 		return 3;

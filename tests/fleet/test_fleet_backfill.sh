@@ -58,9 +58,10 @@ start_agg "$SH_DIR/aggregator1.log"
 
 # ---- 1. backfill, then compare with the database and the truth
 # fleet-sim resends until everything is acknowledged; `timeout` bounds that
-# (on SIGTERM it drains for --drain, prints its totals and exits 1)
+# (on SIGTERM it drains for --drain, prints its totals and exits 1; -k kills
+# it 15 s later should it hang, so a hang fails here and says so)
 sh_log "fleet-sim: 100 hosts, 2 h of history (periodic_atop.scn)"
-timeout 100 "$SH_FLEET_SIM" --drain 5s --aggregator "$URL" \
+timeout -k 15 100 "$SH_FLEET_SIM" --drain 5s --aggregator "$URL" \
 	--scenario "$SH_FLEET_DIR/periodic_atop.scn" --hosts 100 --backfill 2h --seed 42 \
 	--truth "$SH_DIR/truth.jsonl" --progress 2s \
 	>"$SH_DIR/totals1.txt" 2>"$SH_DIR/sim1.log"
@@ -151,7 +152,7 @@ sh_log "truth vs database: truth spikes without event|events without truth|hosts
 
 # ---- 2. another fleet across an aggregator restart
 sh_log "fleet-sim: 200 more hosts, 6 h of history, aggregator restarted meanwhile"
-timeout 120 "$SH_FLEET_SIM" --drain 5s --aggregator "$URL" \
+timeout -k 15 120 "$SH_FLEET_SIM" --drain 5s --aggregator "$URL" \
 	--scenario "$SH_FLEET_DIR/cluster_burst.scn" --hosts 200 \
 	--backfill 6h --seed 43 --concurrency 8 --timeout 2s --progress 1s \
 	>"$SH_DIR/totals2.txt" 2>"$SH_DIR/sim2.log" &

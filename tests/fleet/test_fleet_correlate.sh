@@ -65,7 +65,7 @@ run_scenario() {
 	for _ in $(seq 1 300); do grep -q ' ready' "$DIR/$name.agg.log" && break; sleep 0.1; done
 	grep -q ' ready' "$DIR/$name.agg.log" || { echo "FAIL: aggregator did not start"; tail "$DIR/$name.agg.log"; exit 1; }
 	log "$name: fleet-sim, $HOSTS hosts, $BACKFILL of history"
-	if ! timeout 600 "$SH_FLEET_SIM" --aggregator "tcp://127.0.0.1:$port" --scenario "$SH_FLEET_DIR/$name.scn" \
+	if ! timeout -k 15 600 "$SH_FLEET_SIM" --aggregator "tcp://127.0.0.1:$port" --scenario "$SH_FLEET_DIR/$name.scn" \
 		--hosts "$HOSTS" --backfill "$BACKFILL" --truth "$DIR/$name.truth" --progress 0 \
 		>"$DIR/$name.sim.out" 2>"$DIR/$name.sim.log"; then
 		echo "FAIL: fleet-sim failed"; tail "$DIR/$name.sim.log"; exit 1

@@ -47,7 +47,7 @@ for _ in $(seq 1 300); do grep -q ' ready' "$SH_DIR/aggregator.log" && break; sl
 grep -q ' ready' "$SH_DIR/aggregator.log" || sh_fail "the aggregator did not start"
 sh_log "database pgfull_$$ in a tablespace on a 24 MiB tmpfs: $(df -h --output=used,avail "$SH_DIR/ts" | tail -1 | xargs) used/free after the migrations"
 
-timeout 240 "$SH_FLEET_SIM" --drain 5s --aggregator "tcp://127.0.0.1:$PORT" \
+timeout -k 15 240 "$SH_FLEET_SIM" --drain 5s --aggregator "tcp://127.0.0.1:$PORT" \
 	--scenario "$SH_FLEET_DIR/capture.scn" --hosts 400 --backfill 2h --seed 7 \
 	--progress 5s >"$SH_DIR/totals.txt" 2>"$SH_DIR/sim.log" &
 SIM_PID=$!
